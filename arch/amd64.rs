@@ -1,0 +1,192 @@
+//! amd64 ELF full dumps (`lib/libkvm/kvm_amd64.c`): a four-level walk from
+//! the kernel's PML4, with 4 KiB, 2 MiB and 1 GiB pages.
+//!
+//! The MMU description here is shared with the amd64 minidump backend.
+
+use crate::elfcore::ElfCore;
+use crate::error::{Error, Fault, Result};
+use crate::image::Image;
+use crate::pagetable::{Bits, Format, Frame, Level, Root};
+use crate::physmem::{PhysMem, Span};
+use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use linkme::distributed_slice;
+use object::elf::EM_X86_64;
+
+// Entry bits and frame masks: sys/amd64/include/pmap.h (X86_PG_V, X86_PG_PS,
+// PG_FRAME, PG_PS_FRAME, PG_PS_PDP_FRAME); bit 63 (NX) and bits 52-62 are
+// outside every frame mask.
+/// Present.
+pub const PG_V: u64 = 0x001;
+/// Page size: the PDPE or PDE maps a 1 GiB or 2 MiB page.
+pub const PG_PS: u64 = 0x080;
+/// Frame of a 4 KiB page or of a page-table page.
+pub const PG_FRAME: u64 = 0x000f_ffff_ffff_f000;
+/// Frame of a 2 MiB page.
+pub const PG_PS_FRAME: u64 = 0x000f_ffff_ffe0_0000;
+/// Frame of a 1 GiB page.
+pub const PG_PS_PDP_FRAME: u64 = 0x000f_ffff_c000_0000;
+/// 4 KiB.
+pub const PAGE_SIZE: u64 = 4096;
+/// 2 MiB, the span of one PDE (`NBPDR`).
+pub const NBPDR: u64 = 1 << 21;
+
+const VALID: Bits = Bits::eq(PG_V, PG_V);
+const LARGE: Bits = Bits::eq(PG_PS, PG_PS);
+
+/// The page-directory level (2 MiB superpages), also the top level of the
+/// page map in version 2 and 3 minidumps.
+pub const PDE: Level = Level {
+    name: "PDE",
+    shift: 21,
+    bits: 9,
+    valid: VALID,
+    leaf: LARGE,
+    frame: Frame::mask(PG_PS_FRAME),
+};
+
+/// The page-table level (4 KiB pages).
+pub const PTE: Level = Level {
+    name: "PTE",
+    shift: 12,
+    bits: 9,
+    valid: VALID,
+    leaf: Bits::NEVER,
+    frame: Frame::mask(PG_FRAME),
+};
+
+/// The amd64 four-level MMU (48-bit virtual addresses).
+pub static MMU: Format = Format {
+    entry_size: 8,
+    big_endian: false,
+    table: Frame::mask(PG_FRAME),
+    levels: &[
+        Level {
+            name: "PML4E",
+            shift: 39,
+            bits: 9,
+            valid: VALID,
+            leaf: Bits::NEVER,
+            frame: Frame::mask(PG_FRAME),
+        },
+        Level {
+            name: "PDPE",
+            shift: 30,
+            bits: 9,
+            valid: VALID,
+            leaf: LARGE,
+            frame: Frame::mask(PG_PS_PDP_FRAME),
+        },
+        PDE,
+        PTE,
+    ],
+};
+
+/// Checks that `va` is a canonical 48-bit address (bits 47-63 all equal).
+pub fn check_canonical(va: u64) -> Result<(), Fault> {
+    let top = (va as i64) >> 47;
+    if top == 0 || top == -1 {
+        Ok(())
+    } else {
+        Err(Fault::OutOfRange(
+            "not a canonical amd64 address (bits 47-63 must be equal)".into(),
+        ))
+    }
+}
+
+/// True for an amd64 kernel image.
+pub fn is_amd64_kernel(p: &Probe<'_>) -> bool {
+    p.kernel.is_64 && !p.kernel.big_endian && p.kernel.machine == EM_X86_64
+}
+
+fn probe(p: &Probe<'_>) -> bool {
+    is_amd64_kernel(p) && p.core_elf().is_some_and(|c| c.is_64 && c.machine == EM_X86_64)
+}
+
+/// Host is amd64.
+pub fn native() -> bool {
+    cfg!(target_arch = "x86_64")
+}
+
+#[distributed_slice(BACKENDS)]
+static AMD64_ELF: Backend = Backend {
+    name: "amd64 ELF full dump",
+    probe,
+    initvtop,
+    native,
+};
+
+struct Amd64Elf {
+    core: ElfCore,
+    pml4: u64,
+}
+
+fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
+    let core = ElfCore::parse(s.core)?;
+    let kernbase = s.require("kernbase")?;
+    let var = s.require("KPML4phys")?;
+    let pml4 = find_pml4(&core, s.core, kernbase, var)?;
+    Ok(Box::new(Amd64Elf { core, pml4 }))
+}
+
+/// Finds the kernel's PML4 from the `KPML4phys` variable.
+///
+/// libkvm reads the variable at physical address "its address - kernbase",
+/// which is wrong for a kernel the loader placed elsewhere (FreeBSD 13.1+ can
+/// load amd64 kernels at any 2 MiB-aligned physical address; freebsd-src
+/// PR #1706). We try, in order: the displacement a `PT_DUMP_DELTA` header
+/// records, libkvm's address, and every 2 MiB displacement inside the dump.
+/// A candidate is accepted only if the PML4 it names maps the variable's own
+/// virtual address back to the candidate: a self-consistency check that
+/// random memory does not pass.
+fn find_pml4(core: &ElfCore, image: &Image, kernbase: u64, var: u64) -> Result<u64> {
+    let linked = var.checked_sub(kernbase).ok_or_else(|| {
+        Error::BadKernel(format!("KPML4phys ({var:#x}) lies below kernbase ({kernbase:#x})"))
+    })?;
+    let check = |pa: u64| -> Option<u64> {
+        let root = image.le64(core.locate(pa)?.off)?;
+        if root == 0 || root & !PG_FRAME != 0 {
+            return None;
+        }
+        let m = MMU.translate(image, core, Root::Phys(root), var).ok()?;
+        (m.pa == pa).then_some(root)
+    };
+    let recorded = core
+        .dump_delta
+        .and_then(|(va, pa)| var.checked_sub(va)?.checked_add(pa));
+    if let Some(root) = recorded.into_iter().chain([linked]).find_map(check) {
+        return Ok(root);
+    }
+    let phase = linked % NBPDR;
+    for (start, end) in core.ranges() {
+        let mut pa = (start & !(NBPDR - 1)) + phase;
+        if pa < start {
+            pa += NBPDR;
+        }
+        while pa < end {
+            if let Some(root) = check(pa) {
+                return Ok(root);
+            }
+            pa += NBPDR;
+        }
+    }
+    Err(Error::BadCore(format!(
+        "cannot find the kernel page tables: KPML4phys ({var:#x}) holds no valid PML4 at \
+         physical {linked:#x} nor at any 2 MiB displacement of it in the dump (does the kernel \
+         match the core?)"
+    )))
+}
+
+impl Translator for Amd64Elf {
+    #[inline]
+    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+        check_canonical(va)?;
+        let m = MMU.translate(image, &self.core, Root::Phys(self.pml4), va)?;
+        let span = self.core.locate(m.pa).ok_or(Fault::NotInDump { pa: m.pa })?;
+        // A superpage may extend past the end of its PT_LOAD segment.
+        let left_in_page = m.size - (va & (m.size - 1));
+        Ok(Span {
+            off: span.off,
+            len: span.len.min(left_in_page),
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! amd64 minidumps, versions 1 to 3 (`sys/amd64/amd64/minidump_machdep.c`
+//! writes them, `lib/libkvm/kvm_minidump_amd64.c` reads them).
+//!
+//! File layout: header page, message buffer (rounded up to a page), the
+//! dump_avail page (version 3), the page bitmap, the page map, then the dumped
+//! pages in bitmap order. The page map holds one PTE per 4 KiB page from
+//! `kernbase` in version 1, and one PDE per 2 MiB from `kernbase` in versions
+//! 2 and 3 (1 GiB pages become 512 fake 2 MiB PDEs; the page-table pages the
+//! PDEs point to are among the dumped pages). Addresses in
+//! `[dmapbase, dmapend)` are read through the direct map.
+
+use super::amd64::{check_canonical, is_amd64_kernel, native, PAGE_SIZE, PDE, PG_FRAME, PTE};
+use crate::error::{Error, Fault, Result};
+use crate::image::Image;
+use crate::minidump::{round_page, Layout, Minidump};
+use crate::pagetable::{Format, Frame, Root};
+use crate::physmem::{PhysMem, Span};
+use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use byteorder::{ByteOrder, LittleEndian};
+use linkme::distributed_slice;
+use static_assertions::const_assert_eq;
+use std::mem::{offset_of, size_of};
+
+/// `MINIDUMP_MAGIC` (sys/amd64/include/minidump.h), NUL-padded to 24 bytes.
+const MAGIC: &[u8; 24] = b"minidump FreeBSD/amd64\0\0";
+
+/// `struct minidumphdr` (sys/amd64/include/minidump.h). Version 1 names
+/// `pmapsize` `ptesize`; `dumpavailsize` exists from version 3.
+#[repr(C)]
+#[allow(dead_code)] // the layout is read field by field with offset_of!
+struct MinidumpHdr {
+    magic: [u8; 24],
+    version: u32,
+    msgbufsize: u32,
+    bitmapsize: u32,
+    pmapsize: u32,
+    kernbase: u64,
+    dmapbase: u64,
+    dmapend: u64,
+    dumpavailsize: u32,
+}
+const_assert_eq!(offset_of!(MinidumpHdr, version), 24);
+const_assert_eq!(offset_of!(MinidumpHdr, pmapsize), 36);
+const_assert_eq!(offset_of!(MinidumpHdr, kernbase), 40);
+const_assert_eq!(offset_of!(MinidumpHdr, dumpavailsize), 64);
+const_assert_eq!(size_of::<MinidumpHdr>(), 72);
+
+/// Version 1: the page map is a PTE array from kernbase.
+static MAP_V1: Format = Format {
+    entry_size: 8,
+    big_endian: false,
+    table: Frame::mask(PG_FRAME),
+    levels: &[PTE],
+};
+
+/// Versions 2 and 3: the page map is a PDE array from kernbase.
+static MAP_V2: Format = Format {
+    entry_size: 8,
+    big_endian: false,
+    table: Frame::mask(PG_FRAME),
+    levels: &[PDE, PTE],
+};
+
+fn probe(p: &Probe<'_>) -> bool {
+    is_amd64_kernel(p) && p.core_starts_with(MAGIC)
+}
+
+#[distributed_slice(BACKENDS)]
+static AMD64_MINIDUMP: Backend = Backend {
+    name: "amd64 minidump",
+    probe,
+    initvtop,
+    native,
+};
+
+struct Amd64Minidump {
+    mem: Minidump,
+    map: &'static Format,
+    /// Page map: file offset and number of entries.
+    map_off: u64,
+    map_entries: u64,
+    kernbase: u64,
+    dmapbase: u64,
+    dmapend: u64,
+}
+
+fn field32(h: &[u8], off: usize) -> u32 {
+    LittleEndian::read_u32(&h[off..])
+}
+fn field64(h: &[u8], off: usize) -> u64 {
+    LittleEndian::read_u64(&h[off..])
+}
+
+fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
+    let bad = |m: String| Error::BadCore(format!("amd64 minidump: {m}"));
+    let h = s
+        .core
+        .get(0, PAGE_SIZE)
+        .ok_or_else(|| bad(format!("{} bytes is too short for the header page", s.core.len())))?;
+    let version = field32(h, offset_of!(MinidumpHdr, version));
+    if !(1..=3).contains(&version) {
+        return Err(bad(format!("unknown version {version} (expected 1, 2 or 3)")));
+    }
+    let msgbufsize = u64::from(field32(h, offset_of!(MinidumpHdr, msgbufsize)));
+    let bitmapsize = u64::from(field32(h, offset_of!(MinidumpHdr, bitmapsize)));
+    let pmapsize = u64::from(field32(h, offset_of!(MinidumpHdr, pmapsize)));
+    let kernbase = field64(h, offset_of!(MinidumpHdr, kernbase));
+    let dmapbase = field64(h, offset_of!(MinidumpHdr, dmapbase));
+    let dmapend = field64(h, offset_of!(MinidumpHdr, dmapend));
+    let availsize = if version >= 3 {
+        u64::from(field32(h, offset_of!(MinidumpHdr, dumpavailsize)))
+    } else {
+        0
+    };
+    if dmapend < dmapbase {
+        return Err(bad(format!("direct map ends ({dmapend:#x}) before it starts ({dmapbase:#x})")));
+    }
+    let round = |x: u64| round_page(x, PAGE_SIZE).expect("u32 sizes cannot overflow");
+    let avail_off = PAGE_SIZE + round(msgbufsize);
+    let bitmap_off = avail_off + round(availsize);
+    let map_off = bitmap_off + round(bitmapsize);
+    let sparse_off = map_off + round(pmapsize);
+    if s.core.get(map_off, pmapsize).is_none() {
+        return Err(bad(format!(
+            "the page map ({pmapsize} bytes at {map_off:#x}) lies past the end of the {}-byte \
+             file",
+            s.core.len()
+        )));
+    }
+    let mem = Minidump::new(
+        s.core,
+        Layout {
+            page_size: PAGE_SIZE,
+            dump_avail: (availsize > 0).then_some((avail_off, availsize)),
+            bitmap: (bitmap_off, bitmapsize),
+            sparse_off,
+        },
+    )
+    .map_err(|e| match e {
+        Error::BadCore(m) => bad(m),
+        e => e,
+    })?;
+    Ok(Box::new(Amd64Minidump {
+        mem,
+        map: if version == 1 { &MAP_V1 } else { &MAP_V2 },
+        map_off,
+        map_entries: pmapsize / 8,
+        kernbase,
+        dmapbase,
+        dmapend,
+    }))
+}
+
+impl Translator for Amd64Minidump {
+    #[inline]
+    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+        check_canonical(va)?;
+        let pa = if va >= self.kernbase {
+            let root = Root::File {
+                off: self.map_off,
+                count: self.map_entries,
+                base: self.kernbase,
+            };
+            self.map.translate(image, &self.mem, root, va)?.pa
+        } else if va >= self.dmapbase && va < self.dmapend {
+            va - self.dmapbase
+        } else {
+            return Err(Fault::Unmapped(format!(
+                "neither in the kernel map (from {:#x}) nor in the direct map [{:#x}, {:#x})",
+                self.kernbase, self.dmapbase, self.dmapend
+            )));
+        };
+        self.mem.locate(pa).ok_or(Fault::NotInDump { pa })
+    }
+}

@@ -1,0 +1,393 @@
+//! The C API, with the names, types and semantics of FreeBSD's `kvm.h`
+//! (`kvm_open(3)`, `kvm_read(3)`, `kvm_nlist(3)`, `kvm_geterr(3)`, ...).
+//!
+//! This layer only converts arguments, results and errors; the work is done
+//! by [`crate::Kvm`]. No panic crosses the boundary: every entry point runs
+//! under `catch_unwind` and reports a panic as an ordinary failure.
+
+#![allow(non_camel_case_types, clippy::missing_safety_doc)]
+
+use crate::error::Error;
+use crate::kvm::{Kvm, Resolver};
+use libc::{c_char, c_int, c_uchar, c_ulong, c_void, size_t, ssize_t};
+use static_assertions::{assert_eq_size, const_assert_eq};
+use std::ffi::{CStr, CString};
+use std::io::Write;
+use std::mem::offset_of;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+/// A kernel virtual address of the dumped machine (any architecture).
+pub type kvaddr_t = u64;
+/// A physical address of the dumped machine.
+pub type kpaddr_t = u64;
+/// A signed size or displacement of the dumped machine.
+pub type kssize_t = i64;
+
+/// Size of the caller's errbuf and of each handle's error text: FreeBSD's
+/// `_POSIX2_LINE_MAX`.
+pub const KVM_ERRBUF_SIZE: usize = 2048;
+
+/// One entry of the list given to `kvm_nlist2()`: set `n_name`; on return
+/// `n_type` and `n_value` hold the symbol's type and value (0 and 0 when it
+/// was not found). The list ends at an entry whose `n_name` is NULL or "".
+#[repr(C)]
+pub struct kvm_nlist {
+    pub n_name: *const c_char,
+    pub n_type: c_uchar,
+    pub n_value: kvaddr_t,
+}
+
+/// FreeBSD's `struct nlist` as `sys/nlist_aout.h` declares it for C code
+/// (without `_AOUT_INCLUDE_`), for `kvm_nlist()`. Declared in the header's
+/// prelude; this definition must match it.
+#[repr(C)]
+pub struct nlist {
+    pub n_name: *const c_char,
+    pub n_type: c_uchar,
+    pub n_other: c_char,
+    pub n_desc: i16,
+    pub n_value: c_ulong,
+}
+
+// Pin the layouts C code relies on (FreeBSD lib/libkvm/kvm.h, sys/nlist_aout.h).
+const_assert_eq!(offset_of!(kvm_nlist, n_type), size_of::<*const c_char>());
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    const_assert_eq!(offset_of!(kvm_nlist, n_value), 16);
+    assert_eq_size!(kvm_nlist, [u64; 3]);
+};
+const_assert_eq!(offset_of!(nlist, n_type), size_of::<*const c_char>());
+const_assert_eq!(offset_of!(nlist, n_desc), size_of::<*const c_char>() + 2);
+const_assert_eq!(offset_of!(nlist, n_value), 2 * size_of::<*const c_char>());
+assert_eq_size!(nlist, [c_ulong; 3]);
+
+/// The handle behind `kvm_t` (`typedef struct __kvm kvm_t`).
+pub struct __kvm {
+    kvm: Kvm,
+    /// `kvm_open()`'s errstr: errors are also printed to stderr with it.
+    program: Option<CString>,
+    /// Text of the last error, NUL-terminated, for `kvm_geterr()`.
+    errbuf: Mutex<[u8; KVM_ERRBUF_SIZE]>,
+}
+
+/// The opaque handle type of the C API.
+pub type kvm_t = __kvm;
+
+/// A symbol resolver for `kvm_open2()`: stores the address of `name` in
+/// `*addr` and returns 0, or returns non-zero when the name is unknown.
+pub type kvm_resolver_t =
+    Option<unsafe extern "C" fn(name: *const c_char, addr: *mut kvaddr_t) -> c_int>;
+
+/// Copies `msg` into a C buffer of `KVM_ERRBUF_SIZE` bytes, NUL-terminated.
+unsafe fn copy_msg(dst: *mut c_char, msg: &str) {
+    if dst.is_null() {
+        return;
+    }
+    let n = msg.len().min(KVM_ERRBUF_SIZE - 1);
+    std::ptr::copy_nonoverlapping(msg.as_ptr(), dst.cast::<u8>(), n);
+    *dst.add(n) = 0;
+}
+
+fn print_err(program: &CStr, msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{}: {msg}", program.to_string_lossy());
+}
+
+impl __kvm {
+    /// Records `msg` as the handle's error (and prints it for `kvm_open`).
+    fn set_err(&self, msg: &str) {
+        if let Some(p) = &self.program {
+            print_err(p, msg);
+        }
+        let mut buf = self.errbuf.lock().unwrap_or_else(|e| e.into_inner());
+        let n = msg.len().min(KVM_ERRBUF_SIZE - 1);
+        buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
+        buf[n] = 0;
+    }
+}
+
+/// Runs `f`, turning a panic into `on_panic` (and an error on `kd`, if any).
+fn guard<T>(kd: *const kvm_t, on_panic: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        // SAFETY: callers pass either NULL or a handle from kvm_open*.
+        if let Some(kd) = unsafe { kd.as_ref() } {
+            kd.set_err("internal error (a bug in libkvm): the operation panicked");
+        }
+        on_panic
+    })
+}
+
+unsafe fn path_arg<'a>(
+    p: *const c_char,
+    default: &'a str,
+) -> Result<std::borrow::Cow<'a, str>, Error> {
+    if p.is_null() {
+        return Ok(default.into());
+    }
+    CStr::from_ptr(p)
+        .to_str()
+        .map(Into::into)
+        .map_err(|_| Error::InvalidArgument("file name is not valid UTF-8"))
+}
+
+unsafe fn open_common(
+    execfile: *const c_char,
+    corefile: *const c_char,
+    flags: c_int,
+    resolver: kvm_resolver_t,
+    program: Option<CString>,
+) -> Result<Box<kvm_t>, Error> {
+    // FreeBSD accepts the access modes and O_CLOEXEC; dumps are only read.
+    if flags & !(libc::O_ACCMODE | libc::O_CLOEXEC) != 0 {
+        return Err(Error::InvalidArgument("bad flags arg"));
+    }
+    // NULL names mean the running system's kernel and memory, as in FreeBSD.
+    let exec = path_arg(execfile, "/boot/kernel/kernel")?;
+    let core = path_arg(corefile, "/dev/mem")?;
+    let resolver: Option<Resolver> = resolver.map(|r| {
+        Box::new(move |name: &str| {
+            let c = CString::new(name).ok()?;
+            let mut addr: kvaddr_t = 0;
+            // SAFETY: the caller of kvm_open2 promises a valid resolver.
+            (unsafe { r(c.as_ptr(), &mut addr) } == 0).then_some(addr)
+        }) as Resolver
+    });
+    let kvm = Kvm::open_with_resolver(&*exec, &*core, resolver)?;
+    Ok(Box::new(__kvm {
+        kvm,
+        program,
+        errbuf: Mutex::new([0; KVM_ERRBUF_SIZE]),
+    }))
+}
+
+/// Opens a kernel image and crash dump. On failure returns NULL and writes a
+/// NUL-terminated message to `errbuf` (`_POSIX2_LINE_MAX` bytes). A NULL
+/// `resolver` resolves symbols from the kernel image's symbol table, for
+/// native and cross dumps alike.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_open2(
+    execfile: *const c_char,
+    corefile: *const c_char,
+    flags: c_int,
+    errbuf: *mut c_char,
+    resolver: kvm_resolver_t,
+) -> *mut kvm_t {
+    guard(
+        std::ptr::null(),
+        std::ptr::null_mut(),
+        || match open_common(execfile, corefile, flags, resolver, None) {
+            Ok(kd) => Box::into_raw(kd),
+            Err(e) => {
+                copy_msg(errbuf, &e.to_string());
+                std::ptr::null_mut()
+            }
+        },
+    )
+}
+
+/// `kvm_open2()` without a resolver; `swapfile` is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_openfiles(
+    execfile: *const c_char,
+    corefile: *const c_char,
+    swapfile: *const c_char,
+    flags: c_int,
+    errbuf: *mut c_char,
+) -> *mut kvm_t {
+    let _ = swapfile; // dumps have no swap
+    kvm_open2(execfile, corefile, flags, errbuf, None)
+}
+
+/// Opens like `kvm_openfiles()`, but reports errors on stderr, prefixed with
+/// `errstr` when it is not NULL (also for later errors on the handle).
+#[no_mangle]
+pub unsafe extern "C" fn kvm_open(
+    execfile: *const c_char,
+    corefile: *const c_char,
+    swapfile: *const c_char,
+    flags: c_int,
+    errstr: *const c_char,
+) -> *mut kvm_t {
+    let _ = swapfile; // dumps have no swap
+    guard(std::ptr::null(), std::ptr::null_mut(), || {
+        let program = (!errstr.is_null()).then(|| CStr::from_ptr(errstr).to_owned());
+        match open_common(execfile, corefile, flags, None, program.clone()) {
+            Ok(kd) => Box::into_raw(kd),
+            Err(e) => {
+                if let Some(p) = &program {
+                    print_err(p, &e.to_string());
+                }
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Closes a handle. Returns 0, or -1 with errno EINVAL for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_close(kd: *mut kvm_t) -> c_int {
+    if kd.is_null() {
+        *libc::__errno_location() = libc::EINVAL;
+        return -1;
+    }
+    guard(std::ptr::null(), -1, || {
+        drop(Box::from_raw(kd));
+        0
+    })
+}
+
+/// The text of the handle's last error ("" for NULL or before any error).
+/// The string stays valid until the next failing call on the handle.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_geterr(kd: *mut kvm_t) -> *mut c_char {
+    static EMPTY: [u8; 1] = [0];
+    match kd.as_ref() {
+        None => EMPTY.as_ptr() as *mut c_char,
+        Some(kd) => {
+            let buf = kd.errbuf.lock().unwrap_or_else(|e| e.into_inner());
+            buf.as_ptr() as *mut c_char
+        }
+    }
+}
+
+/// 1 when the dump's architecture is the host's, else 0.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_native(kd: *mut kvm_t) -> c_int {
+    kd.as_ref().map_or(0, |kd| c_int::from(kd.kvm.native()))
+}
+
+/// The kernel displacement (0 where the backend cannot know it).
+#[no_mangle]
+pub unsafe extern "C" fn kvm_kerndisp(kd: *mut kvm_t) -> kssize_t {
+    kd.as_ref().map_or(0, |kd| kd.kvm.kerndisp())
+}
+
+/// Resolves each name in `nl` (up to an entry with a NULL or empty name).
+/// Returns the number of names not found (their `n_type` and `n_value` are
+/// set to 0), or -1 on error.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_nlist2(kd: *mut kvm_t, nl: *mut kvm_nlist) -> c_int {
+    let Some(k) = kd.as_ref() else { return -1 };
+    if nl.is_null() {
+        k.set_err("kvm_nlist2: NULL list");
+        return -1;
+    }
+    guard(kd, -1, || {
+        let mut missing = 0;
+        let mut p = nl;
+        while !(*p).n_name.is_null() && *(*p).n_name != 0 {
+            let name = CStr::from_ptr((*p).n_name).to_str().ok();
+            match name.and_then(|n| k.kvm.symbol(n)) {
+                Some(s) => {
+                    (*p).n_type = s.n_type;
+                    (*p).n_value = s.value;
+                }
+                None => {
+                    (*p).n_type = 0;
+                    (*p).n_value = 0;
+                    missing += 1;
+                }
+            }
+            p = p.add(1);
+        }
+        missing
+    })
+}
+
+/// Resolves each name in the a.out-style list `nl`, as `kvm_nlist2()`.
+/// Fails (-1) if a value does not fit in `unsigned long`.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_nlist(kd: *mut kvm_t, nl: *mut nlist) -> c_int {
+    let Some(k) = kd.as_ref() else { return -1 };
+    if nl.is_null() {
+        k.set_err("kvm_nlist: NULL list");
+        return -1;
+    }
+    guard(kd, -1, || {
+        let mut missing = 0;
+        let mut p = nl;
+        while !(*p).n_name.is_null() && *(*p).n_name != 0 {
+            let name = CStr::from_ptr((*p).n_name).to_str().ok();
+            match name.and_then(|n| k.kvm.symbol(n)) {
+                Some(s) => {
+                    #[allow(irrefutable_let_patterns)] // c_ulong is u64 on LP64 hosts
+                    let Ok(v) = c_ulong::try_from(s.value) else {
+                        k.set_err(&format!(
+                            "kvm_nlist: value {:#x} of {} does not fit in unsigned long; use \
+                             kvm_nlist2",
+                            s.value,
+                            name.unwrap_or("?")
+                        ));
+                        return -1;
+                    };
+                    (*p).n_type = s.n_type;
+                    (*p).n_value = v;
+                }
+                None => {
+                    (*p).n_type = 0;
+                    (*p).n_value = 0;
+                    missing += 1;
+                }
+            }
+            p = p.add(1);
+        }
+        missing
+    })
+}
+
+/// Reads `len` bytes of kernel virtual memory at `kva` into `buf`. Returns
+/// `len`; fewer bytes only when the core file ends early; -1 when any page of
+/// the range fails to translate (`kvm_geterr()` names the address and says
+/// whether it is unmapped or mapped but not in the dump). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_read2(
+    kd: *mut kvm_t,
+    kva: kvaddr_t,
+    buf: *mut c_void,
+    len: size_t,
+) -> ssize_t {
+    let Some(k) = kd.as_ref() else { return -1 };
+    if len == 0 {
+        return 0;
+    }
+    if buf.is_null() || len > isize::MAX as usize {
+        k.set_err("kvm_read2: NULL buffer or length larger than SSIZE_MAX");
+        return -1;
+    }
+    guard(kd, -1, || {
+        let dst = std::slice::from_raw_parts_mut(buf.cast::<u8>(), len);
+        match k.kvm.read(kva, dst) {
+            Ok(n) => n as ssize_t,
+            Err(e) => {
+                k.set_err(&e.to_string());
+                -1
+            }
+        }
+    })
+}
+
+/// `kvm_read2()` with an `unsigned long` address.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_read(
+    kd: *mut kvm_t,
+    kva: c_ulong,
+    buf: *mut c_void,
+    len: size_t,
+) -> ssize_t {
+    kvm_read2(kd, kva as kvaddr_t, buf, len)
+}
+
+/// Always fails (-1): crash dumps are read-only.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_write(
+    kd: *mut kvm_t,
+    kva: c_ulong,
+    buf: *const c_void,
+    len: size_t,
+) -> ssize_t {
+    let _ = (kva, buf, len);
+    if let Some(k) = kd.as_ref() {
+        k.set_err(&format!("kvm_write: {}", Error::ReadOnly));
+    }
+    -1
+}

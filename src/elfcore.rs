@@ -1,0 +1,191 @@
+//! ELF full dumps, as FreeBSD writes them and savecore leaves them.
+//!
+//! `sys/kern/kern_dump.c` (`dumpsys_generic`) writes an ELF core with
+//! OSABI 255 (ELFOSABI_STANDALONE), `e_version` 0, no section headers and one
+//! PT_LOAD per physical memory chunk, `p_paddr == p_vaddr ==` its physical
+//! address. savecore strips the kerneldumpheader around it.
+
+use crate::error::{Error, Result};
+use crate::image::Image;
+use crate::physmem::{PhysMem, Span};
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::Endianness;
+
+/// One PT_LOAD segment: physical addresses `[pa, pa + size)` at file offset `off`.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    pa: u64,
+    size: u64,
+    off: u64,
+}
+
+/// Identity of an ELF file: class, byte order and machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElfIdent {
+    /// True for ELFCLASS64.
+    pub is_64: bool,
+    /// True for ELFDATA2MSB.
+    pub big_endian: bool,
+    /// `e_machine` (EM_X86_64, EM_386, EM_AARCH64, EM_RISCV, ...).
+    pub machine: u16,
+}
+
+impl ElfIdent {
+    /// Reads class, byte order and machine from an ELF header, if `data` is one.
+    pub fn parse(data: &[u8]) -> Option<ElfIdent> {
+        if data.len() < 20 || data[..4] != elf::ELFMAG {
+            return None;
+        }
+        let is_64 = match data[4 /* EI_CLASS */] {
+            elf::ELFCLASS32 => false,
+            elf::ELFCLASS64 => true,
+            _ => return None,
+        };
+        let big_endian = match data[5 /* EI_DATA */] {
+            elf::ELFDATA2LSB => false,
+            elf::ELFDATA2MSB => true,
+            _ => return None,
+        };
+        let m = [data[18], data[19]];
+        let machine = if big_endian {
+            u16::from_be_bytes(m)
+        } else {
+            u16::from_le_bytes(m)
+        };
+        Some(ElfIdent {
+            is_64,
+            big_endian,
+            machine,
+        })
+    }
+
+    /// A human name for the machine, for error messages.
+    pub fn describe(&self) -> String {
+        let m = match self.machine {
+            elf::EM_X86_64 => "x86-64 (amd64)",
+            elf::EM_386 => "i386",
+            elf::EM_AARCH64 => "aarch64 (arm64)",
+            elf::EM_RISCV => "riscv",
+            elf::EM_ARM => "arm",
+            elf::EM_PPC => "powerpc",
+            elf::EM_PPC64 => "powerpc64",
+            elf::EM_MIPS => "mips",
+            _ => "unknown machine",
+        };
+        format!(
+            "ELF{} {}-endian {} (e_machine {})",
+            if self.is_64 { 64 } else { 32 },
+            if self.big_endian { "big" } else { "little" },
+            m,
+            self.machine
+        )
+    }
+}
+
+/// `PT_DUMP_DELTA` (`sys/sys/elf_common.h`): an auxiliary program header
+/// some kernels add to full dumps (`dumpsys_write_aux_headers`, arm and
+/// amd64 since freebsd-src PR #1706) whose `p_vaddr`/`p_paddr` pair gives
+/// the kernel's virtual-to-physical displacement.
+pub const PT_DUMP_DELTA: u32 = 0x6fb5_d000;
+
+/// The physical memory of an ELF full dump.
+pub struct ElfCore {
+    /// Class, byte order and machine of the core.
+    pub ident: ElfIdent,
+    /// The `PT_DUMP_DELTA` header's `(p_vaddr, p_paddr)`, if present.
+    pub dump_delta: Option<(u64, u64)>,
+    /// Sorted by physical address, non-overlapping.
+    segs: Vec<Segment>,
+}
+
+impl ElfCore {
+    /// Parses the program headers of an ELF core file.
+    pub fn parse(image: &Image) -> Result<ElfCore> {
+        let data = image.bytes();
+        let ident =
+            ElfIdent::parse(data).ok_or_else(|| Error::BadCore("not an ELF file".into()))?;
+        let (segs, dump_delta) = if ident.is_64 {
+            segments::<elf::FileHeader64<Endianness>>(data)?
+        } else {
+            segments::<elf::FileHeader32<Endianness>>(data)?
+        };
+        Ok(ElfCore {
+            ident,
+            dump_delta,
+            segs,
+        })
+    }
+
+    /// Physical address ranges present in the dump, in ascending order.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.segs.iter().map(|s| (s.pa, s.pa + s.size))
+    }
+}
+
+type Segments = (Vec<Segment>, Option<(u64, u64)>);
+
+fn segments<H: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<Segments> {
+    let bad = |m: String| Error::BadCore(m);
+    let hdr = H::parse(data).map_err(|e| bad(format!("ELF header: {e}")))?;
+    let endian = hdr.endian().map_err(|e| bad(format!("ELF header: {e}")))?;
+    if hdr.e_type(endian) != elf::ET_CORE {
+        return Err(bad(format!(
+            "ELF file type is {}, not ET_CORE: is this a kernel rather than a vmcore?",
+            hdr.e_type(endian)
+        )));
+    }
+    // object bounds-checks the program header table against the file.
+    let phdrs = hdr
+        .program_headers(endian, data)
+        .map_err(|e| bad(format!("program headers: {e}")))?;
+    let mut segs = Vec::with_capacity(phdrs.len());
+    let mut delta = None;
+    for (i, ph) in phdrs.iter().enumerate() {
+        if ph.p_type(endian) == PT_DUMP_DELTA {
+            delta = Some((ph.p_vaddr(endian).into(), ph.p_paddr(endian).into()));
+        }
+        if ph.p_type(endian) != elf::PT_LOAD {
+            continue;
+        }
+        let pa: u64 = ph.p_paddr(endian).into();
+        let size: u64 = ph.p_filesz(endian).into();
+        let off: u64 = ph.p_offset(endian).into();
+        if size == 0 {
+            continue;
+        }
+        if pa.checked_add(size).is_none() || off.checked_add(size).is_none() {
+            return Err(bad(format!(
+                "PT_LOAD {i} (paddr {pa:#x}, offset {off:#x}, size {size:#x}) overflows"
+            )));
+        }
+        segs.push(Segment { pa, size, off });
+    }
+    if segs.is_empty() {
+        return Err(bad("no PT_LOAD segments: the dump holds no memory".into()));
+    }
+    segs.sort_by_key(|s| s.pa);
+    for w in segs.windows(2) {
+        if w[0].pa + w[0].size > w[1].pa {
+            return Err(bad(format!(
+                "PT_LOAD segments overlap at physical address {:#x}",
+                w[1].pa
+            )));
+        }
+    }
+    Ok((segs, delta))
+}
+
+impl PhysMem for ElfCore {
+    #[inline]
+    fn locate(&self, pa: u64) -> Option<Span> {
+        // The last segment starting at or below `pa`.
+        let i = self.segs.partition_point(|s| s.pa <= pa).checked_sub(1)?;
+        let s = &self.segs[i];
+        let delta = pa - s.pa;
+        (delta < s.size).then(|| Span {
+            off: s.off + delta,
+            len: s.size - delta,
+        })
+    }
+}

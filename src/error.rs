@@ -1,0 +1,94 @@
+//! The error type shared by the Rust API and the C layer (whose `kvm_geterr`
+//! text is this type's `Display`).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why a kernel virtual address could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The page tables (or the minidump's page map) have no mapping here.
+    Unmapped(String),
+    /// Mapped to physical address `pa`, but the dump does not hold that page
+    /// (minidumps leave most pages out; full dumps can have holes).
+    NotInDump { pa: u64 },
+    /// The address cannot be a kernel address of this architecture at all.
+    OutOfRange(String),
+    /// The page tables themselves are damaged or missing from the dump.
+    BadPageTable(String),
+}
+
+/// Everything that can go wrong while opening or reading a dump.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be opened or mapped.
+    Io { path: PathBuf, source: io::Error },
+    /// The kernel image is not a usable ELF file.
+    BadKernel(String),
+    /// The core file is malformed, truncated or lies in its headers.
+    BadCore(String),
+    /// No backend accepts this kernel and core pair.
+    Unsupported(String),
+    /// A kernel symbol the backend needs could not be resolved.
+    MissingSymbol(&'static str),
+    /// A virtual address could not be translated.
+    Translate { va: u64, fault: Fault },
+    /// A caller's argument is invalid.
+    InvalidArgument(&'static str),
+    /// Crash dumps are read-only.
+    ReadOnly,
+    /// The operation is not available for this dump or backend.
+    NotSupported(&'static str),
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A translation error for `va`.
+    pub fn fault(va: u64, fault: Fault) -> Self {
+        Error::Translate { va, fault }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Unmapped(why) => write!(f, "not mapped: {why}"),
+            Fault::NotInDump { pa } => write!(
+                f,
+                "mapped to physical address {pa:#x}, which is not in the dump"
+            ),
+            Fault::OutOfRange(why) => write!(f, "out of range: {why}"),
+            Fault::BadPageTable(why) => write!(f, "damaged page tables: {why}"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::BadKernel(m) => write!(f, "bad kernel image: {m}"),
+            Error::BadCore(m) => write!(f, "bad core file: {m}"),
+            Error::Unsupported(m) => write!(f, "unsupported dump: {m}"),
+            Error::MissingSymbol(s) => write!(f, "bad namelist: no symbol {s}"),
+            // "invalid address (0x...)" is libkvm's own wording; tools grep it.
+            Error::Translate { va, fault } => write!(f, "invalid address ({va:#x}): {fault}"),
+            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            Error::ReadOnly => write!(f, "cannot write: crash dumps are opened read-only"),
+            Error::NotSupported(m) => write!(f, "not supported: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

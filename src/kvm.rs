@@ -1,0 +1,160 @@
+//! The safe Rust API: a handle on one kernel and crash dump.
+
+use crate::error::{Error, Fault, Result};
+use crate::image::Image;
+use crate::kernel::{Kernel, Symbol};
+use crate::physmem::Span;
+use crate::registry::{self, Backend, Probe, Setup, Translator};
+use std::path::Path;
+
+/// Resolves a kernel symbol name to an address (the `kvm_open2` resolver).
+pub type Resolver = Box<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+
+/// An open kernel and crash dump.
+///
+/// A `Kvm` is immutable once open: it is `Send` and `Sync`, and any number of
+/// threads may read through one handle at the same time.
+pub struct Kvm {
+    kernel: Kernel,
+    core: Image,
+    backend: &'static Backend,
+    vtop: Box<dyn Translator>,
+    resolver: Option<Resolver>,
+}
+
+impl std::fmt::Debug for Kvm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kvm")
+            .field("backend", &self.backend.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kvm {
+    /// Opens a kernel image and its crash dump (an ELF full dump or a
+    /// minidump); symbols come from the kernel's symbol table.
+    pub fn open(kernel: impl AsRef<Path>, core: impl AsRef<Path>) -> Result<Kvm> {
+        Self::open_with_resolver(kernel, core, None)
+    }
+
+    /// Opens as [`Kvm::open`], resolving symbols with `resolver` when given
+    /// (as `kvm_open2` does), for native and cross dumps alike.
+    pub fn open_with_resolver(
+        kernel: impl AsRef<Path>,
+        core: impl AsRef<Path>,
+        resolver: Option<Resolver>,
+    ) -> Result<Kvm> {
+        let kimage = Image::open(kernel.as_ref())?;
+        let core = Image::open(core.as_ref())?;
+        let kernel = Kernel::parse(&kimage)?;
+        drop(kimage);
+        let backend = registry::find(&Probe {
+            kernel: kernel.ident,
+            core: &core,
+        })?;
+        let lookup = |name: &str| match &resolver {
+            Some(r) => r(name),
+            None => kernel.symbol(name).map(|s| s.value),
+        };
+        let vtop = (backend.initvtop)(&Setup {
+            core: &core,
+            kernel: &kernel,
+            lookup: &lookup,
+        })?;
+        Ok(Kvm {
+            kernel,
+            core,
+            backend,
+            vtop,
+            resolver,
+        })
+    }
+
+    /// Name of the backend reading this dump, e.g. `"amd64 minidump"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend.name
+    }
+
+    /// True when the dump's architecture is the host's (`kvm_native`).
+    pub fn native(&self) -> bool {
+        (self.backend.native)()
+    }
+
+    /// Kernel displacement (`kvm_kerndisp`); 0 when unknown.
+    pub fn kerndisp(&self) -> i64 {
+        self.vtop.kerndisp()
+    }
+
+    /// Resolves a symbol: through the resolver given at open, else the
+    /// kernel's symbol table (`kvm_nlist2` semantics, including the a.out
+    /// leading underscore).
+    pub fn symbol(&self, name: &str) -> Option<Symbol> {
+        match &self.resolver {
+            Some(r) => r(name).map(|value| Symbol {
+                value,
+                n_type: crate::kernel::ntype::N_DATA | crate::kernel::ntype::N_EXT,
+            }),
+            None => self.kernel.symbol(name),
+        }
+    }
+
+    /// Where `va` lies in the core file and how many bytes from there are
+    /// contiguous (`kvm_kvatop`-style translation, without reading).
+    pub fn translate(&self, va: u64) -> Result<Span> {
+        self.vtop
+            .kvatop(&self.core, va)
+            .map_err(|f| Error::fault(va, f))
+    }
+
+    /// Reads kernel virtual memory at `va` into `buf` (`kvm_read2`).
+    ///
+    /// Returns `buf.len()`, or fewer bytes only when the core file ends early
+    /// (a truncated dump). Fails if any page of the range does not translate,
+    /// even after some bytes were copied; the error names the address.
+    #[inline]
+    pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<usize> {
+        let file = self.core.bytes();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let addr = va.checked_add(done as u64).ok_or_else(|| {
+                Error::fault(
+                    va,
+                    Fault::OutOfRange("the read runs past the top of the address space".into()),
+                )
+            })?;
+            let span = self
+                .vtop
+                .kvatop(&self.core, addr)
+                .map_err(|f| Error::fault(addr, f))?;
+            let want = (buf.len() - done).min(usize::try_from(span.len).unwrap_or(usize::MAX));
+            let start = usize::try_from(span.off)
+                .unwrap_or(usize::MAX)
+                .min(file.len());
+            let n = want.min(file.len() - start);
+            buf[done..done + n].copy_from_slice(&file[start..start + n]);
+            done += n;
+            if n < want {
+                break; // the core file ended early
+            }
+        }
+        Ok(done)
+    }
+
+    /// Reads exactly `buf.len()` bytes, treating a short read as an error.
+    pub fn read_exact(&self, va: u64, buf: &mut [u8]) -> Result<()> {
+        let n = self.read(va, buf)?;
+        if n == buf.len() {
+            Ok(())
+        } else {
+            Err(Error::BadCore(format!(
+                "the core file ends after {n} of the {} bytes at {va:#x}",
+                buf.len()
+            )))
+        }
+    }
+
+    /// Writing is not possible: dumps are read-only (`kvm_write`).
+    pub fn write(&self, _va: u64, _buf: &[u8]) -> Result<usize> {
+        Err(Error::ReadOnly)
+    }
+}

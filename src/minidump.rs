@@ -1,0 +1,199 @@
+//! The architecture-independent part of FreeBSD minidumps: the page bitmap,
+//! the optional dump_avail page, and the dumped pages that follow.
+//!
+//! Each backend parses its own header (`sys/<arch>/include/minidump.h`) and
+//! hands the section offsets to [`Minidump::new`]. The physical-address lookup
+//! is O(1): a prefix popcount per 64-bit bitmap word, as `_kvm_pt_init` and
+//! `_kvm_pt_find` in `lib/libkvm/kvm_private.c` do.
+
+use crate::error::{Error, Result};
+use crate::image::Image;
+use crate::physmem::{PhysMem, Span};
+
+/// Where a backend found the sections of a minidump (all offsets in bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// Dump page size (4 KiB, or 16 KiB for arm64 16K-granule kernels).
+    pub page_size: u64,
+    /// The dump_avail page, if the format has one: `(offset, size)`.
+    pub dump_avail: Option<(u64, u64)>,
+    /// The page bitmap: `(offset, size)`.
+    pub bitmap: (u64, u64),
+    /// File offset of the first dumped page.
+    pub sparse_off: u64,
+}
+
+/// One dump_avail range, in pages, with the number of the bitmap bit for its
+/// first page.
+#[derive(Debug, Clone, Copy)]
+struct AvailRange {
+    first: u64,
+    end: u64,
+    first_bit: u64,
+}
+
+/// Physical memory of a minidump.
+pub struct Minidump {
+    page_shift: u32,
+    sparse_off: u64,
+    /// The bitmap, read once as little-endian words.
+    words: Vec<u64>,
+    /// Number of set bits in all words before each word.
+    ranks: Vec<u64>,
+    /// dump_avail ranges (`None`: bit N is physical page N).
+    avail: Option<Vec<AvailRange>>,
+}
+
+/// Rounds `x` up to a multiple of `page` (a power of two); `None` on overflow.
+pub fn round_page(x: u64, page: u64) -> Option<u64> {
+    Some(x.checked_add(page - 1)? & !(page - 1))
+}
+
+impl Minidump {
+    /// Checks the sections against the file and indexes the bitmap.
+    pub fn new(image: &Image, layout: Layout) -> Result<Minidump> {
+        let ps = layout.page_size;
+        debug_assert!(ps.is_power_of_two());
+        let (boff, bsize) = layout.bitmap;
+        let bitmap = image.get(boff, bsize).ok_or_else(|| {
+            Error::BadCore(format!(
+                "minidump bitmap ({bsize} bytes at offset {boff:#x}) lies past the end of the \
+                 {}-byte file",
+                image.len()
+            ))
+        })?;
+        let words: Vec<u64> = bitmap
+            .chunks(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(b)
+            })
+            .collect();
+        let mut ranks = Vec::with_capacity(words.len());
+        let mut total = 0u64;
+        for w in &words {
+            ranks.push(total);
+            total += u64::from(w.count_ones());
+        }
+        let need = total
+            .checked_mul(ps)
+            .and_then(|n| n.checked_add(layout.sparse_off));
+        if need.is_none_or(|n| n > image.len()) {
+            return Err(Error::BadCore(format!(
+                "minidump bitmap marks {total} pages of {ps} bytes after offset {:#x}, but the \
+                 file ends at {:#x}: truncated dump or corrupt bitmap",
+                layout.sparse_off,
+                image.len()
+            )));
+        }
+        let avail = match layout.dump_avail {
+            None => None,
+            Some((off, size)) => Some(read_dump_avail(image, off, size, ps)?),
+        };
+        Ok(Minidump {
+            page_shift: ps.trailing_zeros(),
+            sparse_off: layout.sparse_off,
+            words,
+            ranks,
+            avail,
+        })
+    }
+
+    /// Dump page size in bytes.
+    pub fn page_size(&self) -> u64 {
+        1 << self.page_shift
+    }
+
+    /// The bitmap bit of physical page `page`, if the dump could hold it.
+    #[inline]
+    fn bit_of(&self, page: u64) -> Option<u64> {
+        let Some(ranges) = &self.avail else {
+            return Some(page);
+        };
+        // Unlike `_kvm_pa_bit_id`, check the lower bound: a page between two
+        // ranges is not in the dump.
+        let i = ranges.partition_point(|r| r.first <= page).checked_sub(1)?;
+        let r = &ranges[i];
+        (page < r.end).then(|| r.first_bit + (page - r.first))
+    }
+
+    /// Physical address of bitmap bit `bit` (the inverse of `bit_of`).
+    fn page_of(&self, bit: u64) -> u64 {
+        match &self.avail {
+            None => bit,
+            Some(ranges) => {
+                let i = ranges.partition_point(|r| r.first_bit <= bit) - 1;
+                ranges[i].first + (bit - ranges[i].first_bit)
+            }
+        }
+    }
+
+    /// Physical addresses of the dumped pages, in file order.
+    pub fn pages(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(move |(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some(self.page_of(i as u64 * 64 + u64::from(b)) << self.page_shift)
+            })
+        })
+    }
+}
+
+/// Reads dump_avail: pairs of 64-bit little-endian physical addresses, on
+/// every architecture (`vm_paddr_t dump_avail[]`), ending at the first pair
+/// whose end is 0. Bits are numbered through the ranges in order
+/// (`vm_page_dump_add` in `sys/vm/vm_dumpset.h`).
+fn read_dump_avail(image: &Image, off: u64, size: u64, ps: u64) -> Result<Vec<AvailRange>> {
+    let bytes = image.get(off, size).ok_or_else(|| {
+        Error::BadCore(format!(
+            "minidump dump_avail ({size} bytes at offset {off:#x}) lies past the end of the file"
+        ))
+    })?;
+    let mut ranges: Vec<AvailRange> = Vec::new();
+    let mut next_bit = 0u64;
+    for pair in bytes.chunks_exact(16) {
+        let start = u64::from_le_bytes(pair[..8].try_into().unwrap());
+        let end = u64::from_le_bytes(pair[8..].try_into().unwrap());
+        if end == 0 {
+            break;
+        }
+        let first = start / ps;
+        if end < start || ranges.last().is_some_and(|r| first < r.first) {
+            return Err(Error::BadCore(format!(
+                "minidump dump_avail range [{start:#x}, {end:#x}) is reversed or out of order"
+            )));
+        }
+        let end = end.div_ceil(ps);
+        ranges.push(AvailRange {
+            first,
+            end,
+            first_bit: next_bit,
+        });
+        next_bit += end - first;
+    }
+    Ok(ranges)
+}
+
+impl PhysMem for Minidump {
+    #[inline]
+    fn locate(&self, pa: u64) -> Option<Span> {
+        let bit = self.bit_of(pa >> self.page_shift)?;
+        let word = *self.words.get((bit / 64) as usize)?;
+        let mask = 1u64 << (bit % 64);
+        if word & mask == 0 {
+            return None;
+        }
+        let index = self.ranks[(bit / 64) as usize] + u64::from((word & (mask - 1)).count_ones());
+        let in_page = pa & (self.page_size() - 1);
+        Some(Span {
+            off: self.sparse_off + (index << self.page_shift) + in_page,
+            len: self.page_size() - in_page,
+        })
+    }
+}

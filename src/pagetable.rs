@@ -1,0 +1,204 @@
+//! One page-table walker for every architecture, driven by data.
+//!
+//! An architecture describes its MMU as a [`Format`]: entry size and byte
+//! order, and per level the index bits, the valid and leaf (superpage/block)
+//! tests, and how to extract the frame. Full dumps walk from a root table in
+//! physical memory; minidumps walk from the flat page map the kernel writes
+//! into the dump (a PTE or PDE array starting at `kernbase`).
+
+use crate::error::Fault;
+use crate::image::Image;
+use crate::physmem::PhysMem;
+
+/// A test on an entry: `(entry & mask == value) != negate`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bits {
+    /// Bits to look at.
+    pub mask: u64,
+    /// Their value when the test holds.
+    pub value: u64,
+    /// Inverts the test.
+    pub negate: bool,
+}
+
+impl Bits {
+    /// Holds when `entry & mask == value`.
+    pub const fn eq(mask: u64, value: u64) -> Bits {
+        Bits {
+            mask,
+            value,
+            negate: false,
+        }
+    }
+    /// Holds when `entry & mask != value`.
+    pub const fn ne(mask: u64, value: u64) -> Bits {
+        Bits {
+            mask,
+            value,
+            negate: true,
+        }
+    }
+    /// Never holds (a level without superpages).
+    pub const NEVER: Bits = Bits::eq(0, 1);
+
+    /// Applies the test to `entry`.
+    #[inline(always)]
+    pub fn test(&self, entry: u64) -> bool {
+        ((entry & self.mask) == self.value) != self.negate
+    }
+}
+
+/// Extracts a physical address from an entry: `(entry & mask) << shl`.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame {
+    /// Frame bits of the entry (attribute, NX and software bits cleared).
+    pub mask: u64,
+    /// Left shift applied after masking (riscv keeps the PPN at bit 10).
+    pub shl: u32,
+}
+
+impl Frame {
+    /// A frame held in place (`shl` 0), as on x86 and arm64.
+    pub const fn mask(mask: u64) -> Frame {
+        Frame { mask, shl: 0 }
+    }
+    /// The physical address in `entry`.
+    #[inline(always)]
+    pub fn of(&self, entry: u64) -> u64 {
+        (entry & self.mask) << self.shl
+    }
+}
+
+/// One level of a page table, top level first in [`Format::levels`].
+#[derive(Debug, Clone, Copy)]
+pub struct Level {
+    /// Name used in error messages ("PML4", "PDE", "L2", ...).
+    pub name: &'static str,
+    /// Lowest virtual-address bit this level indexes; also log2 of the size
+    /// a leaf entry at this level maps.
+    pub shift: u32,
+    /// Width of the index (ignored when the level is a flat file array).
+    pub bits: u32,
+    /// The entry is present.
+    pub valid: Bits,
+    /// The entry maps memory (a superpage or block) instead of pointing to a
+    /// table. Ignored on the last level, whose valid entries always map.
+    pub leaf: Bits,
+    /// Frame of a leaf at this level.
+    pub frame: Frame,
+}
+
+/// A page-table format.
+#[derive(Debug, Clone, Copy)]
+pub struct Format {
+    /// Entry size in bytes: 4 or 8.
+    pub entry_size: u8,
+    /// Entries are big-endian.
+    pub big_endian: bool,
+    /// Frame of an entry that points to the next level's table.
+    pub table: Frame,
+    /// Levels, top first.
+    pub levels: &'static [Level],
+}
+
+/// Where a walk starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Root {
+    /// A table at this physical address, indexed by the first level's bits.
+    Phys(u64),
+    /// A flat entry array in the core file at offset `off` with `count`
+    /// entries; entry `i` covers `base + (i << shift)` of the first level.
+    File { off: u64, count: u64, base: u64 },
+}
+
+/// A successful translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    /// Physical address of the translated byte.
+    pub pa: u64,
+    /// Size of the page or superpage that maps it.
+    pub size: u64,
+    /// The leaf entry.
+    pub entry: u64,
+}
+
+impl Format {
+    /// Reads entry number `index` of a table whose first byte is at file
+    /// offset `off`.
+    #[inline(always)]
+    fn entry(&self, image: &Image, off: u64) -> Option<u64> {
+        let b = image.get(off, u64::from(self.entry_size))?;
+        Some(match (self.entry_size, self.big_endian) {
+            (8, false) => u64::from_le_bytes(b.try_into().ok()?),
+            (8, true) => u64::from_be_bytes(b.try_into().ok()?),
+            (_, false) => u64::from(u32::from_le_bytes(b.try_into().ok()?)),
+            (_, true) => u64::from(u32::from_be_bytes(b.try_into().ok()?)),
+        })
+    }
+
+    /// Translates `va` by walking the tables from `root`, reading tables in
+    /// physical memory through `mem`.
+    ///
+    /// The walk visits each level once, so a page-table loop cannot make it
+    /// run away. Errors are built only on the failure path.
+    #[inline]
+    pub fn translate<M: PhysMem + ?Sized>(
+        &self,
+        image: &Image,
+        mem: &M,
+        root: Root,
+        va: u64,
+    ) -> Result<Mapping, Fault> {
+        let esz = u64::from(self.entry_size);
+        let mut table = root;
+        for (depth, lvl) in self.levels.iter().enumerate() {
+            let (index, entry_off) = match table {
+                Root::Phys(pa) => {
+                    let index = (va >> lvl.shift) & ((1u64 << lvl.bits) - 1);
+                    let epa = pa + index * esz;
+                    let span = mem.locate(epa).ok_or_else(|| {
+                        Fault::BadPageTable(format!(
+                            "{} table page at physical address {pa:#x} is not in the dump",
+                            lvl.name
+                        ))
+                    })?;
+                    (index, span.off)
+                }
+                Root::File { off, count, base } => {
+                    let index = va.wrapping_sub(base) >> lvl.shift;
+                    if va < base || index >= count {
+                        return Err(Fault::Unmapped(format!(
+                            "outside the {count} {} entries the dump holds from {base:#x}",
+                            lvl.name
+                        )));
+                    }
+                    (index, off + index * esz)
+                }
+            };
+            let e = self.entry(image, entry_off).ok_or_else(|| {
+                Fault::BadPageTable(format!(
+                    "{} entry {index} lies past the end of the core file",
+                    lvl.name
+                ))
+            })?;
+            if !lvl.valid.test(e) {
+                return Err(Fault::Unmapped(format!(
+                    "{} entry {index} is not valid ({e:#x})",
+                    lvl.name
+                )));
+            }
+            if depth + 1 == self.levels.len() || lvl.leaf.test(e) {
+                let size = 1u64 << lvl.shift;
+                return Ok(Mapping {
+                    pa: lvl.frame.of(e) | (va & (size - 1)),
+                    size,
+                    entry: e,
+                });
+            }
+            table = Root::Phys(self.table.of(e));
+        }
+        Err(Fault::BadPageTable(
+            "page-table format has no levels".into(),
+        ))
+    }
+}

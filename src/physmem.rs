@@ -1,0 +1,22 @@
+//! Physical memory as a dump container holds it: each container answers one
+//! question, "where in the core file is physical address `pa`?".
+
+/// A run of bytes in the core file: `len` bytes starting at file offset `off`
+/// are contiguous in the address space being read. `off + len` may lie past
+/// the end of a truncated file; readers clamp to the file and report a short
+/// read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// File offset of the first byte.
+    pub off: u64,
+    /// Number of bytes that follow contiguously (at least 1).
+    pub len: u64,
+}
+
+/// Physical memory held by a dump container (an ELF full dump's PT_LOAD
+/// segments, or a minidump's bitmap of dumped pages).
+pub trait PhysMem: Send + Sync {
+    /// The file span holding physical address `pa`, or `None` when the dump
+    /// does not contain it.
+    fn locate(&self, pa: u64) -> Option<Span>;
+}

@@ -1,0 +1,119 @@
+//! The backend registry: a linker set of machine-dependent backends, as
+//! libkvm's `kvm_arch` set (`lib/libkvm/kvm_private.h`, `KVM_ARCH()`).
+//!
+//! A backend lives in one file under `arch/` and adds itself with
+//! `#[distributed_slice(BACKENDS)]`. Opening a dump takes the first backend
+//! whose `probe` accepts the kernel and core pair.
+
+use crate::elfcore::ElfIdent;
+use crate::error::{Error, Fault, Result};
+use crate::image::Image;
+use crate::kernel::Kernel;
+use crate::physmem::Span;
+use linkme::distributed_slice;
+
+/// Every backend compiled into the library.
+#[distributed_slice]
+pub static BACKENDS: [Backend];
+
+/// A machine-dependent backend (one dump format of one architecture).
+pub struct Backend {
+    /// Short name, e.g. `"amd64 minidump"`.
+    pub name: &'static str,
+    /// Accepts the kernel and core pair (libkvm's `ka_probe`).
+    pub probe: fn(&Probe<'_>) -> bool,
+    /// Reads the dump's headers and page-table roots (`ka_initvtop`).
+    pub initvtop: fn(&Setup<'_>) -> Result<Box<dyn Translator>>,
+    /// True when the dump's architecture is the host's (`ka_native`).
+    pub native: fn() -> bool,
+}
+
+/// What a backend's probe sees.
+pub struct Probe<'a> {
+    /// The kernel's ELF identity.
+    pub kernel: ElfIdent,
+    /// The core file.
+    pub core: &'a Image,
+}
+
+impl Probe<'_> {
+    /// The core's ELF identity, if it is an ELF file (a full dump).
+    pub fn core_elf(&self) -> Option<ElfIdent> {
+        ElfIdent::parse(self.core.bytes())
+    }
+
+    /// True when the core starts with `magic` (a minidump header).
+    pub fn core_starts_with(&self, magic: &[u8]) -> bool {
+        self.core.bytes().starts_with(magic)
+    }
+}
+
+/// What a backend's `initvtop` works with.
+pub struct Setup<'a> {
+    /// The core file.
+    pub core: &'a Image,
+    /// The kernel image.
+    pub kernel: &'a Kernel,
+    /// Resolves a kernel symbol (the caller's resolver, else the kernel's table).
+    pub lookup: &'a dyn Fn(&str) -> Option<u64>,
+}
+
+impl Setup<'_> {
+    /// Resolves a symbol the backend cannot do without.
+    pub fn require(&self, name: &'static str) -> Result<u64> {
+        (self.lookup)(name).ok_or(Error::MissingSymbol(name))
+    }
+}
+
+/// Per-dump translation state built by `initvtop`.
+pub trait Translator: Send + Sync {
+    /// Where kernel virtual address `va` lies in the core file, and how many
+    /// bytes from there are contiguous in the virtual address space
+    /// (libkvm's `ka_kvatop`).
+    fn kvatop(&self, core: &Image, va: u64) -> Result<Span, Fault>;
+
+    /// Kernel displacement: where the kernel runs relative to where it was
+    /// linked (`ka_kerndisp`); 0 when the backend cannot know.
+    fn kerndisp(&self) -> i64 {
+        0
+    }
+}
+
+/// Finds the backend that accepts this pair, or explains why none does.
+pub fn find(probe: &Probe<'_>) -> Result<&'static Backend> {
+    if let Some(b) = BACKENDS.iter().find(|b| (b.probe)(probe)) {
+        return Ok(b);
+    }
+    let core = describe_core(probe.core);
+    Err(Error::Unsupported(format!(
+        "kernel is {}, core is {core}: no backend reads this pair (supported: {})",
+        probe.kernel.describe(),
+        names().join(", ")
+    )))
+}
+
+/// Names of all registered backends, sorted.
+pub fn names() -> Vec<&'static str> {
+    let mut v: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
+    v.sort_unstable();
+    v
+}
+
+fn describe_core(core: &Image) -> String {
+    let b = core.bytes();
+    if let Some(id) = ElfIdent::parse(b) {
+        return format!("an {} file", id.describe());
+    }
+    if b.starts_with(b"minidump") {
+        let magic = &b[..b.len().min(24)];
+        let end = magic.iter().position(|&c| c == 0).unwrap_or(magic.len());
+        return format!(
+            "a minidump with magic {:?}",
+            String::from_utf8_lossy(&magic[..end])
+        );
+    }
+    if b.is_empty() {
+        return "an empty file".into();
+    }
+    "neither an ELF core nor a minidump".into()
+}
