@@ -31,3 +31,8 @@ pub mod arch {
 pub use error::{Error, Fault, Result};
 pub use kernel::Symbol;
 pub use kvm::{Kvm, Resolver};
+
+/// The C header cbindgen generated from this build (tests compare it with
+/// the committed `include/kvm.h`).
+#[doc(hidden)]
+pub const GENERATED_HEADER: &str = include_str!(concat!(env!("OUT_DIR"), "/kvm.h"));
