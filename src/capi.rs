@@ -329,6 +329,9 @@ pub unsafe extern "C" fn kvm_nlist(kd: *mut kvm_t, nl: *mut nlist) -> c_int {
                     missing += 1;
                 }
             }
+            // FreeBSD's kvm_nlist clears these for every entry.
+            (*p).n_other = 0;
+            (*p).n_desc = 0;
             p = p.add(1);
         }
         missing

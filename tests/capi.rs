@@ -1,0 +1,209 @@
+//! The C ABI from real C programs: tests/c/capi_test.c, compiled against
+//! include/kvm.h and linked with libkvm.so and with libkvm.a, checks every
+//! entry point against expectations computed from the fixture model; the
+//! examples (C, Python ctypes, Rust) must print the same hex dump.
+
+mod fixture;
+use fixture::amd64::*;
+use fixture::{Fill, Miss, Scratch};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// target/debug (or wherever cargo put this test binary's libraries),
+/// holding a current libkvm.so and libkvm.a and the Rust example.
+///
+/// `cargo test` builds the library only as an rlib for the tests, so the C
+/// artifacts are built here (a no-op when they are current).
+fn target_dir() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--lib", "--example", "kvmread"])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build");
+        assert!(st.success(), "cargo build --lib failed");
+    });
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Compiles `src` against the library; `static_link` links libkvm.a.
+fn compile(src: &Path, out: &Path, static_link: bool) -> PathBuf {
+    let lib = target_dir();
+    let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    cmd.args([
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        "-pthread",
+    ])
+    .arg("-I")
+    .arg(root().join("include"))
+    .arg(src)
+    .arg("-o")
+    .arg(out);
+    if static_link {
+        cmd.arg(lib.join("libkvm.a"))
+            .args(["-lpthread", "-ldl", "-lm"]);
+    } else {
+        cmd.arg("-L")
+            .arg(&lib)
+            .arg("-lkvm")
+            .arg(format!("-Wl,-rpath,{}", lib.display()));
+    }
+    let st = cmd.status().expect("run the C compiler");
+    assert!(st.success(), "compiling {} failed", src.display());
+    out.to_path_buf()
+}
+
+/// Expectations for capi_test.c (format documented in that file).
+fn expectations(m: &Amd64, d: &Dump) -> String {
+    let mut e = String::new();
+    writeln!(e, "native {}", u8::from(cfg!(target_arch = "x86_64"))).unwrap();
+    for (name, value, ntype) in [
+        ("version", va::VERSION, 7),
+        ("_version", va::VERSION, 7),
+        ("kernbase", KERNBASE, 3),
+        ("panic", va::TEXT + 0x40, 5),
+        ("bss_counter", va::BSS, 9),
+        ("local_counter", va::LOCAL, 6),
+    ] {
+        writeln!(e, "sym {name} {value:x} {ntype}").unwrap();
+    }
+    writeln!(e, "nosym no_such_symbol").unwrap();
+    let probes: &[(u64, u64)] = &[
+        (va::VERSION, VERSION.len() as u64),
+        (va::STRADDLE, 0x1000),
+        (va::K4, 3 * 4096),
+        (va::K4 + 2 * 4096 + 100, 4096),
+        (va::K4 + 11 * 4096, 2 * 4096),
+        (va::K4 + 13 * 4096 - 8, 16),
+        (va::K2M + 0x1ff000, 0x1000),
+        (va::K2M + 0x1ff000, 0x1001),
+        (va::K1G + 0x7ff000, 0x2000),
+        (DMAP_MIN + 0x9e000, 0x2000),
+        (DMAP_MIN + 0x1_0000_0000 - 8, 16),
+        (DMAP_MIN + 0x0380_0000, 0x2000),
+        (0x0000_8000_0000_0000, 8),
+        (0, 8),
+    ];
+    for &(a, len) in probes {
+        match m.expect(d, a, len) {
+            Ok(b) => writeln!(e, "read {a:x} {len} {}", hex(&b)).unwrap(),
+            Err(Miss::Unmapped(at)) => writeln!(e, "fail {a:x} {len} ({at:#x})").unwrap(),
+            Err(Miss::NotDumped(at)) => {
+                writeln!(e, "fail {a:x} {len} ({at:#x}): mapped to physical").unwrap()
+            }
+        }
+    }
+    writeln!(
+        e,
+        "threads {:x} {} {}",
+        va::VERSION,
+        VERSION.len(),
+        hex(VERSION)
+    )
+    .unwrap();
+    writeln!(e, "resolve version {:x}", va::STRADDLE).unwrap();
+    writeln!(e, "resolve KPML4phys {:x}", va::KPML4PHYS).unwrap();
+    writeln!(e, "resolve kernbase {KERNBASE:x}").unwrap();
+    e
+}
+
+#[test]
+fn c_program_checks_every_entry_point() {
+    let s = Scratch::new("capi");
+    let dyn_bin = compile(
+        &root().join("tests/c/capi_test.c"),
+        &s.path().join("capi_dyn"),
+        false,
+    );
+    let static_bin = compile(
+        &root().join("tests/c/capi_test.c"),
+        &s.path().join("capi_static"),
+        true,
+    );
+    let m = Amd64::new(2 << 20, Fill::Pattern);
+    let kernel = s.file("kernel", &m.kernel());
+    for (name, dump) in [
+        ("full", m.full_dump(false)),
+        ("v2", m.minidump(2)),
+        ("v3", m.minidump(3)),
+    ] {
+        let core = s.file(name, &dump.bytes);
+        let exp = s.file(
+            &format!("{name}.expect"),
+            expectations(&m, &dump).as_bytes(),
+        );
+        for bin in [&dyn_bin, &static_bin] {
+            let out = Command::new(bin)
+                .arg(&kernel)
+                .arg(&core)
+                .arg(&exp)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{} on {name} failed:\n{stdout}\n{stderr}",
+                bin.display()
+            );
+            assert!(stdout.contains(" 0 failed"), "{stdout}");
+            // kvm_open() reports errors on stderr with its errstr prefix.
+            assert!(stderr.contains("capi_test: "), "stderr: {stderr}");
+        }
+    }
+}
+
+/// The C, Python and Rust examples print the same thing for the same dump.
+#[test]
+fn examples_agree() {
+    let s = Scratch::new("examples");
+    let m = Amd64::new(2 << 20, Fill::Pattern);
+    let kernel = s.file("kernel", &m.kernel());
+    let core = s.file("core", &m.minidump(3).bytes);
+    let c = compile(
+        &root().join("examples/kvmdump.c"),
+        &s.path().join("kvmdump"),
+        false,
+    );
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .arg(&kernel)
+            .arg(&core)
+            .arg("version")
+            .arg("0x50")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let from_c = run(&mut Command::new(&c));
+    let from_py = run(Command::new("python3")
+        .arg(root().join("examples/kvm_ctypes.py"))
+        .env("KVM_LIBRARY", target_dir().join("libkvm.so")));
+    let rust_bin = target_dir().join("examples/kvmread");
+    let from_rust = run(&mut Command::new(&rust_bin));
+    assert!(from_c.contains("FreeBSD 14.2"), "{from_c}");
+    assert_eq!(from_c, from_py);
+    // The Rust example also names the backend on its first line.
+    assert_eq!(from_rust.split_once('\n').unwrap().1, from_c);
+}
