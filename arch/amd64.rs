@@ -55,11 +55,11 @@ pub const PTE: Level = Level {
 };
 
 /// The amd64 four-level MMU (48-bit virtual addresses).
-pub static MMU: Format = Format {
+pub static MMU: Format<4> = Format {
     entry_size: 8,
     big_endian: false,
     table: Frame::mask(PG_FRAME),
-    levels: &[
+    levels: [
         Level {
             name: "PML4E",
             shift: 39,

@@ -46,19 +46,19 @@ const_assert_eq!(offset_of!(MinidumpHdr, dumpavailsize), 64);
 const_assert_eq!(size_of::<MinidumpHdr>(), 72);
 
 /// Version 1: the page map is a PTE array from kernbase.
-static MAP_V1: Format = Format {
+static MAP_V1: Format<1> = Format {
     entry_size: 8,
     big_endian: false,
     table: Frame::mask(PG_FRAME),
-    levels: &[PTE],
+    levels: [PTE],
 };
 
 /// Versions 2 and 3: the page map is a PDE array from kernbase.
-static MAP_V2: Format = Format {
+static MAP_V2: Format<2> = Format {
     entry_size: 8,
     big_endian: false,
     table: Frame::mask(PG_FRAME),
-    levels: &[PDE, PTE],
+    levels: [PDE, PTE],
 };
 
 fn probe(p: &Probe<'_>) -> bool {
@@ -75,7 +75,8 @@ static AMD64_MINIDUMP: Backend = Backend {
 
 struct Amd64Minidump {
     mem: Minidump,
-    map: &'static Format,
+    /// Version 1 page map (PTEs) rather than PDEs.
+    v1: bool,
     /// Page map: file offset and number of entries.
     map_off: u64,
     map_entries: u64,
@@ -142,7 +143,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     })?;
     Ok(Box::new(Amd64Minidump {
         mem,
-        map: if version == 1 { &MAP_V1 } else { &MAP_V2 },
+        v1: version == 1,
         map_off,
         map_entries: pmapsize / 8,
         kernbase,
@@ -161,7 +162,12 @@ impl Translator for Amd64Minidump {
                 count: self.map_entries,
                 base: self.kernbase,
             };
-            self.map.translate(image, &self.mem, root, va)?.pa
+            // Two call sites so each format's levels fold into constants.
+            if self.v1 {
+                MAP_V1.translate(image, &self.mem, root, va)?.pa
+            } else {
+                MAP_V2.translate(image, &self.mem, root, va)?.pa
+            }
         } else if va >= self.dmapbase && va < self.dmapend {
             va - self.dmapbase
         } else {

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::image::Image;
-use crate::physmem::{PhysMem, Span};
+use crate::physmem::{last_at_or_below, longest, PhysMem, Span};
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;
@@ -97,6 +97,8 @@ pub struct ElfCore {
     pub dump_delta: Option<(u64, u64)>,
     /// Sorted by physical address, non-overlapping.
     segs: Vec<Segment>,
+    /// The largest segment, tried first.
+    main: Segment,
 }
 
 impl ElfCore {
@@ -110,10 +112,12 @@ impl ElfCore {
         } else {
             segments::<elf::FileHeader32<Endianness>>(data)?
         };
+        let main = segs[longest(&segs, |s| s.size)];
         Ok(ElfCore {
             ident,
             dump_delta,
             segs,
+            main,
         })
     }
 
@@ -179,10 +183,12 @@ fn segments<H: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<Segments>
 impl PhysMem for ElfCore {
     #[inline]
     fn locate(&self, pa: u64) -> Option<Span> {
-        // The last segment starting at or below `pa`.
-        let i = self.segs.partition_point(|s| s.pa <= pa).checked_sub(1)?;
-        let s = &self.segs[i];
-        let delta = pa - s.pa;
+        let s = if pa.wrapping_sub(self.main.pa) < self.main.size {
+            &self.main
+        } else {
+            &self.segs[last_at_or_below(&self.segs, pa, |s| s.pa)?]
+        };
+        let delta = pa.wrapping_sub(s.pa);
         (delta < s.size).then(|| Span {
             off: s.off + delta,
             len: s.size - delta,

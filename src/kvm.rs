@@ -114,6 +114,15 @@ impl Kvm {
     #[inline]
     pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<usize> {
         let file = self.core.bytes();
+        // Fast path: the whole read lies in one translated span of the file.
+        if let Ok(span) = self.vtop.kvatop(&self.core, va) {
+            if (buf.len() as u64) <= span.len {
+                if let Some(src) = self.core.get(span.off, buf.len() as u64) {
+                    buf.copy_from_slice(src);
+                    return Ok(buf.len());
+                }
+            }
+        }
         let mut done = 0usize;
         while done < buf.len() {
             let addr = va.checked_add(done as u64).ok_or_else(|| {

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::image::Image;
-use crate::physmem::{PhysMem, Span};
+use crate::physmem::{last_at_or_below, longest, PhysMem, Span};
 
 /// Where a backend found the sections of a minidump (all offsets in bytes).
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,8 @@ pub struct Minidump {
     ranks: Vec<u64>,
     /// dump_avail ranges (`None`: bit N is physical page N).
     avail: Option<Vec<AvailRange>>,
+    /// The largest dump_avail range, tried first.
+    main: AvailRange,
 }
 
 /// Rounds `x` up to a multiple of `page` (a power of two); `None` on overflow.
@@ -91,12 +93,21 @@ impl Minidump {
             None => None,
             Some((off, size)) => Some(read_dump_avail(image, off, size, ps)?),
         };
+        let main = match &avail {
+            Some(r) if !r.is_empty() => r[longest(r, |r| r.end - r.first)],
+            _ => AvailRange {
+                first: 0,
+                end: 0,
+                first_bit: 0,
+            },
+        };
         Ok(Minidump {
             page_shift: ps.trailing_zeros(),
             sparse_off: layout.sparse_off,
             words,
             ranks,
             avail,
+            main,
         })
     }
 
@@ -113,8 +124,11 @@ impl Minidump {
         };
         // Unlike `_kvm_pa_bit_id`, check the lower bound: a page between two
         // ranges is not in the dump.
-        let i = ranges.partition_point(|r| r.first <= page).checked_sub(1)?;
-        let r = &ranges[i];
+        let r = if page.wrapping_sub(self.main.first) < self.main.end - self.main.first {
+            &self.main
+        } else {
+            &ranges[last_at_or_below(ranges, page, |r| r.first)?]
+        };
         (page < r.end).then(|| r.first_bit + (page - r.first))
     }
 

@@ -88,9 +88,10 @@ pub struct Level {
     pub frame: Frame,
 }
 
-/// A page-table format.
+/// A page-table format of `N` levels (a fixed count, so a walk over a
+/// `static` format unrolls into straight-line code).
 #[derive(Debug, Clone, Copy)]
-pub struct Format {
+pub struct Format<const N: usize> {
     /// Entry size in bytes: 4 or 8.
     pub entry_size: u8,
     /// Entries are big-endian.
@@ -98,7 +99,7 @@ pub struct Format {
     /// Frame of an entry that points to the next level's table.
     pub table: Frame,
     /// Levels, top first.
-    pub levels: &'static [Level],
+    pub levels: [Level; N],
 }
 
 /// Where a walk starts.
@@ -122,7 +123,7 @@ pub struct Mapping {
     pub entry: u64,
 }
 
-impl Format {
+impl<const N: usize> Format<N> {
     /// Reads entry number `index` of a table whose first byte is at file
     /// offset `off`.
     #[inline(always)]
@@ -140,8 +141,10 @@ impl Format {
     /// physical memory through `mem`.
     ///
     /// The walk visits each level once, so a page-table loop cannot make it
-    /// run away. Errors are built only on the failure path.
-    #[inline]
+    /// run away. Errors are built only on the failure path. Always inlined:
+    /// called on a `static` format, the levels fold into constants and the
+    /// loop unrolls.
+    #[inline(always)]
     pub fn translate<M: PhysMem + ?Sized>(
         &self,
         image: &Image,
@@ -151,43 +154,31 @@ impl Format {
     ) -> Result<Mapping, Fault> {
         let esz = u64::from(self.entry_size);
         let mut table = root;
-        for (depth, lvl) in self.levels.iter().enumerate() {
+        for depth in 0..N {
+            let lvl = &self.levels[depth];
             let (index, entry_off) = match table {
                 Root::Phys(pa) => {
                     let index = (va >> lvl.shift) & ((1u64 << lvl.bits) - 1);
-                    let epa = pa + index * esz;
-                    let span = mem.locate(epa).ok_or_else(|| {
-                        Fault::BadPageTable(format!(
-                            "{} table page at physical address {pa:#x} is not in the dump",
-                            lvl.name
-                        ))
-                    })?;
+                    let Some(span) = mem.locate(pa + index * esz) else {
+                        return Err(table_missing(lvl, pa));
+                    };
                     (index, span.off)
                 }
                 Root::File { off, count, base } => {
                     let index = va.wrapping_sub(base) >> lvl.shift;
                     if va < base || index >= count {
-                        return Err(Fault::Unmapped(format!(
-                            "outside the {count} {} entries the dump holds from {base:#x}",
-                            lvl.name
-                        )));
+                        return Err(outside_map(lvl, count, base));
                     }
                     (index, off + index * esz)
                 }
             };
-            let e = self.entry(image, entry_off).ok_or_else(|| {
-                Fault::BadPageTable(format!(
-                    "{} entry {index} lies past the end of the core file",
-                    lvl.name
-                ))
-            })?;
+            let Some(e) = self.entry(image, entry_off) else {
+                return Err(entry_past_eof(lvl, index));
+            };
             if !lvl.valid.test(e) {
-                return Err(Fault::Unmapped(format!(
-                    "{} entry {index} is not valid ({e:#x})",
-                    lvl.name
-                )));
+                return Err(invalid_entry(lvl, index, e));
             }
-            if depth + 1 == self.levels.len() || lvl.leaf.test(e) {
+            if depth + 1 == N || lvl.leaf.test(e) {
                 let size = 1u64 << lvl.shift;
                 return Ok(Mapping {
                     pa: lvl.frame.of(e) | (va & (size - 1)),
@@ -201,4 +192,39 @@ impl Format {
             "page-table format has no levels".into(),
         ))
     }
+}
+
+// Error construction stays out of the walk's hot code.
+
+#[cold]
+#[inline(never)]
+fn table_missing(lvl: &Level, pa: u64) -> Fault {
+    Fault::BadPageTable(format!(
+        "{} table page at physical address {pa:#x} is not in the dump",
+        lvl.name
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn outside_map(lvl: &Level, count: u64, base: u64) -> Fault {
+    Fault::Unmapped(format!(
+        "outside the {count} {} entries the dump holds from {base:#x}",
+        lvl.name
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn entry_past_eof(lvl: &Level, index: u64) -> Fault {
+    Fault::BadPageTable(format!(
+        "{} entry {index} lies past the end of the core file",
+        lvl.name
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn invalid_entry(lvl: &Level, index: u64, e: u64) -> Fault {
+    Fault::Unmapped(format!("{} entry {index} is not valid ({e:#x})", lvl.name))
 }

@@ -20,3 +20,23 @@ pub trait PhysMem: Send + Sync {
     /// does not contain it.
     fn locate(&self, pa: u64) -> Option<Span>;
 }
+
+/// Index of the last element of `sorted` whose start (`key`) is at or below
+/// `x`. Dumps have a handful of ranges, where a linear scan beats a binary
+/// search; long lists are searched in O(log n).
+#[inline(always)]
+pub fn last_at_or_below<T>(sorted: &[T], x: u64, key: impl Fn(&T) -> u64) -> Option<usize> {
+    if sorted.len() <= 8 {
+        sorted.iter().rposition(|t| key(t) <= x)
+    } else {
+        sorted.partition_point(|t| key(t) <= x).checked_sub(1)
+    }
+}
+
+/// Index of the longest range: most of a machine's RAM (and so most
+/// lookups) falls in one range, so containers test it first.
+pub fn longest<T>(ranges: &[T], len: impl Fn(&T) -> u64) -> usize {
+    (0..ranges.len())
+        .max_by_key(|&i| len(&ranges[i]))
+        .unwrap_or(0)
+}
