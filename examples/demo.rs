@@ -27,7 +27,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("vmcore.minidump1", "kernel", normal.minidump(1)),
         ("vmcore.minidump2", "kernel", normal.minidump(2)),
         ("vmcore.minidump3", "kernel", normal.minidump(3)),
-        ("vmcore.full.relocated", "kernel.relocated", relocated.full_dump(false)),
+        (
+            "vmcore.full.relocated",
+            "kernel.relocated",
+            relocated.full_dump(false),
+        ),
     ];
     for (core, kernel, dump) in &samples {
         write_sparse(&dir.join(core), &dump.bytes);
@@ -38,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let n = kvm.read(sym.value, &mut buf)?;
         let text = String::from_utf8_lossy(&buf[..n]);
         println!("{} ({})", core.display(), kvm.backend());
-        println!("  version = {:#x}: {:?}", sym.value, text.split('\0').next().unwrap_or(""));
+        println!(
+            "  version = {:#x}: {:?}",
+            sym.value,
+            text.split('\0').next().unwrap_or("")
+        );
         for (i, chunk) in buf[..32].chunks(16).enumerate() {
             let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
             println!("  {:#018x}  {}", sym.value + 16 * i as u64, hex.join(" "));
