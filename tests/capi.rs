@@ -5,69 +5,10 @@
 
 mod fixture;
 use fixture::amd64::*;
+use fixture::c::{compile, hex, root, target_dir};
 use fixture::{Fill, Miss, Scratch};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// target/debug (or wherever cargo put this test binary's libraries),
-/// holding a current libkvm.so and libkvm.a and the Rust example.
-///
-/// `cargo test` builds the library only as an rlib for the tests, so the C
-/// artifacts are built here (a no-op when they are current).
-fn target_dir() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--lib", "--example", "kvmread"])
-            .current_dir(root())
-            .status()
-            .expect("run cargo build");
-        assert!(st.success(), "cargo build --lib failed");
-    });
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Compiles `src` against the library; `static_link` links libkvm.a.
-fn compile(src: &Path, out: &Path, static_link: bool) -> PathBuf {
-    let lib = target_dir();
-    let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-    cmd.args([
-        "-std=c99",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-pthread",
-    ])
-    .arg("-I")
-    .arg(root().join("include"))
-    .arg(src)
-    .arg("-o")
-    .arg(out);
-    if static_link {
-        cmd.arg(lib.join("libkvm.a"))
-            .args(["-lpthread", "-ldl", "-lm"]);
-    } else {
-        cmd.arg("-L")
-            .arg(&lib)
-            .arg("-lkvm")
-            .arg(format!("-Wl,-rpath,{}", lib.display()));
-    }
-    let st = cmd.status().expect("run the C compiler");
-    assert!(st.success(), "compiling {} failed", src.display());
-    out.to_path_buf()
-}
 
 /// Expectations for capi_test.c (format documented in that file).
 fn expectations(m: &Amd64, d: &Dump) -> String {
