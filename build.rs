@@ -47,7 +47,6 @@ const PRELUDE: &str = r#"
 /* From FreeBSD lib/libkvm/kvm.h. */
 #define VRS_SYM "_version"
 #define VRS_KEY "VERSION"
-#define LIBKVM_WALK_PAGES_VERSION 2
 
 typedef uint64_t kvaddr_t;
 typedef uint64_t kpaddr_t;
@@ -84,6 +83,10 @@ struct nlist {
 #endif
 
 typedef struct __kvm kvm_t;
+
+/* kvm_walk_pages() callback: return 0 to stop the walk (FreeBSD kvm.h). */
+struct kvm_page;
+typedef int kvm_walk_pages_cb_t(struct kvm_page *, void *);
 "#;
 
 fn write_header(root: &Path, out: &Path) {
@@ -114,6 +117,7 @@ fn write_header(root: &Path, out: &Path) {
                 "nlist".into(),
                 "kvm_t".into(),
                 "__kvm".into(),
+                "kvm_walk_pages_cb_t".into(),
             ],
             rename: [("nlist".to_string(), "struct nlist".to_string())].into(),
             ..Default::default()

@@ -9,6 +9,7 @@ use crate::image::Image;
 use crate::pagetable::{Bits, Format, Frame, Level, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::walk::{prot, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_X86_64;
 
@@ -25,8 +26,31 @@ pub const PG_FRAME: u64 = 0x000f_ffff_ffff_f000;
 pub const PG_PS_FRAME: u64 = 0x000f_ffff_ffe0_0000;
 /// Frame of a 1 GiB page.
 pub const PG_PS_PDP_FRAME: u64 = 0x000f_ffff_c000_0000;
+/// Writable.
+pub const PG_RW: u64 = 0x002;
+/// No-execute.
+pub const PG_NX: u64 = 1 << 63;
 /// 4 KiB.
 pub const PAGE_SIZE: u64 = 4096;
+/// The direct map with 4-level paging (sys/amd64/include/vmparam.h:
+/// `DMAP_MIN_ADDRESS`, `DMAP_MAX_ADDRESS`), physical 0 at its start.
+pub const DMAP: DirectMap = DirectMap {
+    base: 0xffff_f800_0000_0000,
+    end: 0xffff_fc00_0000_0000,
+    phys: 0,
+};
+
+/// `VM_PROT_*` of a leaf entry (`_amd64_entry_to_prot`).
+pub fn entry_prot(e: u64) -> u8 {
+    let mut p = prot::READ;
+    if e & PG_RW != 0 {
+        p |= prot::WRITE;
+    }
+    if e & PG_NX == 0 {
+        p |= prot::EXECUTE;
+    }
+    p
+}
 /// 2 MiB, the span of one PDE (`NBPDR`).
 pub const NBPDR: u64 = 1 << 21;
 
@@ -188,5 +212,22 @@ impl Translator for Amd64Elf {
             off: span.off,
             len: span.len.min(left_in_page),
         })
+    }
+
+    /// Walks the kernel page tables from the PML4. Leaves inside the direct
+    /// map are reported by their direct-map address only; other leaves also
+    /// carry the direct-map address of their memory.
+    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
+        Ok(MMU.walk(image, &self.core, Root::Phys(self.pml4), 48, &mut |va, m| {
+            let in_dmap = DMAP.pa_of(va).is_some();
+            f(&Page {
+                paddr: m.pa,
+                kmap_vaddr: if in_dmap { 0 } else { va },
+                dmap_vaddr: if in_dmap { va } else { DMAP.va_of(m.pa) },
+                prot: entry_prot(m.entry),
+                offset: self.core.locate(m.pa).map(|s| s.off),
+                len: m.size,
+            })
+        }))
     }
 }

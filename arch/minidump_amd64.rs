@@ -9,13 +9,16 @@
 //! PDEs point to are among the dumped pages). Addresses in
 //! `[dmapbase, dmapend)` are read through the direct map.
 
-use super::amd64::{check_canonical, is_amd64_kernel, native, PAGE_SIZE, PDE, PG_FRAME, PTE};
+use super::amd64::{
+    check_canonical, entry_prot, is_amd64_kernel, native, PAGE_SIZE, PDE, PG_FRAME, PTE,
+};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{round_page, Layout, Minidump};
 use crate::pagetable::{Format, Frame, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::walk::{prot, DirectMap, Page};
 use byteorder::{ByteOrder, LittleEndian};
 use linkme::distributed_slice;
 use static_assertions::const_assert_eq;
@@ -81,8 +84,7 @@ struct Amd64Minidump {
     map_off: u64,
     map_entries: u64,
     kernbase: u64,
-    dmapbase: u64,
-    dmapend: u64,
+    dmap: DirectMap,
 }
 
 fn field32(h: &[u8], off: usize) -> u32 {
@@ -147,8 +149,11 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         map_off,
         map_entries: pmapsize / 8,
         kernbase,
-        dmapbase,
-        dmapend,
+        dmap: DirectMap {
+            base: dmapbase,
+            end: dmapend,
+            phys: 0,
+        },
     }))
 }
 
@@ -168,14 +173,63 @@ impl Translator for Amd64Minidump {
             } else {
                 MAP_V2.translate(image, &self.mem, root, va)?.pa
             }
-        } else if va >= self.dmapbase && va < self.dmapend {
-            va - self.dmapbase
+        } else if let Some(pa) = self.dmap.pa_of(va) {
+            pa
         } else {
             return Err(Fault::Unmapped(format!(
                 "neither in the kernel map (from {:#x}) nor in the direct map [{:#x}, {:#x})",
-                self.kernbase, self.dmapbase, self.dmapend
+                self.kernbase, self.dmap.base, self.dmap.end
             )));
         };
         self.mem.locate(pa).ok_or(Fault::NotInDump { pa })
+    }
+
+    /// The page map's leaves (PTEs in version 1, PDEs and the page-table
+    /// pages they point to from version 2), then the dumped pages only the
+    /// direct map reaches. FreeBSD walks nothing in version 1; we do.
+    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
+        let mut reached = self.mem.reached();
+        let root = Root::File {
+            off: self.map_off,
+            count: self.map_entries,
+            base: self.kernbase,
+        };
+        let mut visit = |va: u64, m: &crate::pagetable::Mapping| {
+            self.mem.mark(&mut reached, m.pa, m.size);
+            f(&Page {
+                paddr: m.pa,
+                kmap_vaddr: va,
+                dmap_vaddr: self.dmap.va_of(m.pa),
+                prot: entry_prot(m.entry),
+                offset: self.mem.locate(m.pa).map(|s| s.off),
+                len: m.size,
+            })
+        };
+        let done = if self.v1 {
+            MAP_V1.walk(image, &self.mem, root, 64, &mut visit)
+        } else {
+            MAP_V2.walk(image, &self.mem, root, 64, &mut visit)
+        };
+        if !done {
+            return Ok(false);
+        }
+        for pa in self.mem.unreached(&reached) {
+            let dmap_vaddr = self.dmap.va_of(pa);
+            if dmap_vaddr == 0 {
+                continue;
+            }
+            let page = Page {
+                paddr: pa,
+                kmap_vaddr: 0,
+                dmap_vaddr,
+                prot: prot::READ | prot::WRITE,
+                offset: self.mem.locate(pa).map(|s| s.off),
+                len: PAGE_SIZE,
+            };
+            if !f(&page) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }

@@ -14,7 +14,6 @@
 /* From FreeBSD lib/libkvm/kvm.h. */
 #define VRS_SYM "_version"
 #define VRS_KEY "VERSION"
-#define LIBKVM_WALK_PAGES_VERSION 2
 
 typedef uint64_t kvaddr_t;
 typedef uint64_t kpaddr_t;
@@ -52,6 +51,15 @@ struct nlist {
 
 typedef struct __kvm kvm_t;
 
+/* kvm_walk_pages() callback: return 0 to stop the walk (FreeBSD kvm.h). */
+struct kvm_page;
+typedef int kvm_walk_pages_cb_t(struct kvm_page *, void *);
+
+
+/*
+ The `kp_version` this library fills in (`LIBKVM_WALK_PAGES_VERSION`).
+ */
+#define LIBKVM_WALK_PAGES_VERSION 2
 
 /*
  Size of the caller's errbuf and of each handle's error text: FreeBSD's
@@ -74,6 +82,41 @@ struct kvm_nlist {
   const char *n_name;
   unsigned char n_type;
   kvaddr_t n_value;
+};
+
+/*
+ A mapped page, passed to the `kvm_walk_pages()` callback (FreeBSD's
+ `struct kvm_page`, version 2). Valid only during the call.
+ */
+struct kvm_page {
+  /*
+   `LIBKVM_WALK_PAGES_VERSION` (2).
+   */
+  unsigned int kp_version;
+  /*
+   Physical address of the first byte.
+   */
+  kpaddr_t kp_paddr;
+  /*
+   Kernel-map virtual address, or 0 when reached only through the direct map.
+   */
+  kvaddr_t kp_kmap_vaddr;
+  /*
+   Direct-map virtual address, or 0 when there is none.
+   */
+  kvaddr_t kp_dmap_vaddr;
+  /*
+   `VM_PROT_READ`, `VM_PROT_WRITE`, `VM_PROT_EXECUTE` bits.
+   */
+  vm_prot_t kp_prot;
+  /*
+   Core-file offset of the first byte, or -1 when it is not in the dump.
+   */
+  off_t kp_offset;
+  /*
+   Length in bytes (page or superpage size).
+   */
+  size_t kp_len;
 };
 
 #ifdef __cplusplus
@@ -162,6 +205,14 @@ ssize_t kvm_read(kvm_t *kd, unsigned long kva, void *buf, size_t len);
  Always fails (-1): crash dumps are read-only.
  */
 ssize_t kvm_write(kvm_t *kd, unsigned long kva, const void *buf, size_t len);
+
+/*
+ Calls `cb(page, closure)` for every mapped page: first each leaf of the
+ kernel map, then (minidumps with a direct map) each dumped page only the
+ direct map reaches. `cb` returns 0 to stop. Returns 1 when the walk
+ completed, 0 when it was stopped or failed (see `kvm_geterr()`).
+ */
+int kvm_walk_pages(kvm_t *kd, int (*cb)(struct kvm_page *page, void *closure), void *closure);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -9,7 +9,7 @@
 
 use crate::error::Error;
 use crate::kvm::{Kvm, Resolver};
-use libc::{c_char, c_int, c_uchar, c_ulong, c_void, size_t, ssize_t};
+use libc::{c_char, c_int, c_uchar, c_uint, c_ulong, c_void, off_t, size_t, ssize_t};
 use static_assertions::{assert_eq_size, const_assert_eq};
 use std::ffi::{CStr, CString};
 use std::io::Write;
@@ -23,6 +23,31 @@ pub type kvaddr_t = u64;
 pub type kpaddr_t = u64;
 /// A signed size or displacement of the dumped machine.
 pub type kssize_t = i64;
+/// `VM_PROT_*` bits.
+pub type vm_prot_t = c_uchar;
+
+/// The `kp_version` this library fills in (`LIBKVM_WALK_PAGES_VERSION`).
+pub const LIBKVM_WALK_PAGES_VERSION: c_uint = 2;
+
+/// A mapped page, passed to the `kvm_walk_pages()` callback (FreeBSD's
+/// `struct kvm_page`, version 2). Valid only during the call.
+#[repr(C)]
+pub struct kvm_page {
+    /// `LIBKVM_WALK_PAGES_VERSION` (2).
+    pub kp_version: c_uint,
+    /// Physical address of the first byte.
+    pub kp_paddr: kpaddr_t,
+    /// Kernel-map virtual address, or 0 when reached only through the direct map.
+    pub kp_kmap_vaddr: kvaddr_t,
+    /// Direct-map virtual address, or 0 when there is none.
+    pub kp_dmap_vaddr: kvaddr_t,
+    /// `VM_PROT_READ`, `VM_PROT_WRITE`, `VM_PROT_EXECUTE` bits.
+    pub kp_prot: vm_prot_t,
+    /// Core-file offset of the first byte, or -1 when it is not in the dump.
+    pub kp_offset: off_t,
+    /// Length in bytes (page or superpage size).
+    pub kp_len: size_t,
+}
 
 /// Size of the caller's errbuf and of each handle's error text: FreeBSD's
 /// `_POSIX2_LINE_MAX`.
@@ -61,6 +86,15 @@ const_assert_eq!(offset_of!(nlist, n_type), size_of::<*const c_char>());
 const_assert_eq!(offset_of!(nlist, n_desc), size_of::<*const c_char>() + 2);
 const_assert_eq!(offset_of!(nlist, n_value), 2 * size_of::<*const c_char>());
 assert_eq_size!(nlist, [c_ulong; 3]);
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    const_assert_eq!(offset_of!(kvm_page, kp_paddr), 8);
+    const_assert_eq!(offset_of!(kvm_page, kp_dmap_vaddr), 24);
+    const_assert_eq!(offset_of!(kvm_page, kp_prot), 32);
+    const_assert_eq!(offset_of!(kvm_page, kp_offset), 40);
+    const_assert_eq!(offset_of!(kvm_page, kp_len), 48);
+    assert_eq_size!(kvm_page, [u64; 7]);
+};
 
 /// The handle behind `kvm_t` (`typedef struct __kvm kvm_t`).
 pub struct __kvm {
@@ -393,4 +427,42 @@ pub unsafe extern "C" fn kvm_write(
         k.set_err(&format!("kvm_write: {}", Error::ReadOnly));
     }
     -1
+}
+
+/// Calls `cb(page, closure)` for every mapped page: first each leaf of the
+/// kernel map, then (minidumps with a direct map) each dumped page only the
+/// direct map reaches. `cb` returns 0 to stop. Returns 1 when the walk
+/// completed, 0 when it was stopped or failed (see `kvm_geterr()`).
+#[no_mangle]
+pub unsafe extern "C" fn kvm_walk_pages(
+    kd: *mut kvm_t,
+    cb: Option<unsafe extern "C" fn(page: *mut kvm_page, closure: *mut c_void) -> c_int>,
+    closure: *mut c_void,
+) -> c_int {
+    let Some(k) = kd.as_ref() else { return 0 };
+    let Some(cb) = cb else {
+        k.set_err("kvm_walk_pages: NULL callback");
+        return 0;
+    };
+    guard(kd, 0, || {
+        let walked = k.kvm.walk_pages(|p| {
+            let mut page = kvm_page {
+                kp_version: LIBKVM_WALK_PAGES_VERSION,
+                kp_paddr: p.paddr,
+                kp_kmap_vaddr: p.kmap_vaddr,
+                kp_dmap_vaddr: p.dmap_vaddr,
+                kp_prot: p.prot,
+                kp_offset: p.offset.and_then(|o| off_t::try_from(o).ok()).unwrap_or(-1),
+                kp_len: usize::try_from(p.len).unwrap_or(usize::MAX),
+            };
+            cb(&mut page, closure) != 0
+        });
+        match walked {
+            Ok(done) => c_int::from(done),
+            Err(e) => {
+                k.set_err(&format!("kvm_walk_pages: {e}"));
+                0
+            }
+        }
+    })
 }

@@ -5,6 +5,7 @@ use crate::image::Image;
 use crate::kernel::{Kernel, Symbol};
 use crate::physmem::Span;
 use crate::registry::{self, Backend, Probe, Setup, Translator};
+use crate::walk::Page;
 use std::path::Path;
 
 /// Resolves a kernel symbol name to an address (the `kvm_open2` resolver).
@@ -160,6 +161,13 @@ impl Kvm {
                 buf.len()
             )))
         }
+    }
+
+    /// Calls `f` for every mapped page, in the order described in
+    /// [`crate::walk`], until `f` returns false (`kvm_walk_pages`). Returns
+    /// `Ok(true)` when the walk completed, `Ok(false)` when `f` stopped it.
+    pub fn walk_pages(&self, mut f: impl FnMut(&Page) -> bool) -> Result<bool> {
+        self.vtop.walk_pages(&self.core, &mut f)
     }
 
     /// Writing is not possible: dumps are read-only (`kvm_write`).

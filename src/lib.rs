@@ -21,6 +21,7 @@ pub mod minidump;
 pub mod pagetable;
 pub mod physmem;
 pub mod registry;
+pub mod walk;
 
 /// Machine-dependent backends, one module per file in `arch/` (listed by
 /// `build.rs`).
@@ -31,6 +32,7 @@ pub mod arch {
 pub use error::{Error, Fault, Result};
 pub use kernel::Symbol;
 pub use kvm::{Kvm, Resolver};
+pub use walk::Page;
 
 /// The C header cbindgen generated from this build (tests compare it with
 /// the committed `include/kvm.h`).

@@ -211,3 +211,47 @@ impl PhysMem for Minidump {
         })
     }
 }
+
+/// Which dumped pages a page walk has reached: one bit per bitmap bit.
+pub struct Reached(Vec<u64>);
+
+impl Minidump {
+    /// An empty record of reached pages.
+    pub fn reached(&self) -> Reached {
+        Reached(vec![0; self.words.len()])
+    }
+
+    /// Marks the dumped pages of `[pa, pa + len)` as reached.
+    pub fn mark(&self, reached: &mut Reached, pa: u64, len: u64) {
+        let ps = self.page_size();
+        let first = pa >> self.page_shift;
+        let end = pa.saturating_add(len).div_ceil(ps);
+        for page in first..end {
+            if let Some(bit) = self.bit_of(page) {
+                if let Some(w) = reached.0.get_mut((bit / 64) as usize) {
+                    *w |= 1 << (bit % 64);
+                }
+            }
+        }
+    }
+
+    /// Physical addresses of the dumped pages not marked in `reached`, in
+    /// file order.
+    pub fn unreached<'a>(&'a self, reached: &'a Reached) -> impl Iterator<Item = u64> + 'a {
+        self.words
+            .iter()
+            .zip(&reached.0)
+            .enumerate()
+            .flat_map(move |(i, (&w, &r))| {
+                let mut w = w & !r;
+                std::iter::from_fn(move || {
+                    if w == 0 {
+                        return None;
+                    }
+                    let b = w.trailing_zeros();
+                    w &= w - 1;
+                    Some(self.page_of(i as u64 * 64 + u64::from(b)) << self.page_shift)
+                })
+            })
+    }
+}

@@ -228,3 +228,117 @@ fn entry_past_eof(lvl: &Level, index: u64) -> Fault {
 fn invalid_entry(lvl: &Level, index: u64, e: u64) -> Fault {
     Fault::Unmapped(format!("{} entry {index} is not valid ({e:#x})", lvl.name))
 }
+
+/// Sign-extends `va` from bit `bits - 1` (48 on amd64, 39 on riscv Sv39);
+/// `bits` of 64 leaves it alone.
+#[inline]
+pub fn sign_extend(va: u64, bits: u32) -> u64 {
+    if bits >= 64 {
+        va
+    } else {
+        let shift = 64 - bits;
+        (((va << shift) as i64) >> shift) as u64
+    }
+}
+
+impl<const N: usize> Format<N> {
+    /// Calls `f(va, mapping)` for every valid leaf reachable from `root`, in
+    /// ascending table order (`mapping.pa` is the frame, without offset).
+    /// Returns false as soon as `f` does.
+    ///
+    /// The walk streams: nothing is collected. Entries pointing to a table
+    /// already on the current path (a loop, such as a recursive slot) are
+    /// not followed, and tables missing from the dump are skipped, so a
+    /// damaged dump yields what can be read. `va_bits` sign-extends the
+    /// addresses of physical-root walks (64: none).
+    pub fn walk<M: PhysMem + ?Sized>(
+        &self,
+        image: &Image,
+        mem: &M,
+        root: Root,
+        va_bits: u32,
+        f: &mut dyn FnMut(u64, &Mapping) -> bool,
+    ) -> bool {
+        let mut path = [u64::MAX; N];
+        match root {
+            Root::Phys(pa) => {
+                path[0] = pa;
+                self.walk_table(image, mem, 0, pa, 0, va_bits, &mut path, f)
+            }
+            Root::File { off, count, base } => {
+                let esz = u64::from(self.entry_size);
+                (0..count).all(|i| match self.entry(image, off + i * esz) {
+                    Some(e) => {
+                        let va = base.wrapping_add(i << self.levels[0].shift);
+                        self.visit(image, mem, 0, va, e, va_bits, &mut path, f)
+                    }
+                    None => true,
+                })
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn walk_table<M: PhysMem + ?Sized>(
+        &self,
+        image: &Image,
+        mem: &M,
+        depth: usize,
+        table: u64,
+        prefix: u64,
+        va_bits: u32,
+        path: &mut [u64; N],
+        f: &mut dyn FnMut(u64, &Mapping) -> bool,
+    ) -> bool {
+        let lvl = &self.levels[depth];
+        let esz = u64::from(self.entry_size);
+        if mem.locate(table).is_none() {
+            return true; // the table page is not in the dump
+        }
+        for index in 0..1u64 << lvl.bits {
+            let Some(span) = mem.locate(table + index * esz) else {
+                continue;
+            };
+            let Some(e) = self.entry(image, span.off) else {
+                continue;
+            };
+            let va = sign_extend(prefix | (index << lvl.shift), va_bits);
+            if !self.visit(image, mem, depth, va, e, va_bits, path, f) {
+                return false;
+            }
+        }
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn visit<M: PhysMem + ?Sized>(
+        &self,
+        image: &Image,
+        mem: &M,
+        depth: usize,
+        va: u64,
+        e: u64,
+        va_bits: u32,
+        path: &mut [u64; N],
+        f: &mut dyn FnMut(u64, &Mapping) -> bool,
+    ) -> bool {
+        let lvl = &self.levels[depth];
+        if !lvl.valid.test(e) {
+            return true;
+        }
+        if depth + 1 == N || lvl.leaf.test(e) {
+            let m = Mapping {
+                pa: lvl.frame.of(e),
+                size: 1u64 << lvl.shift,
+                entry: e,
+            };
+            return f(va, &m);
+        }
+        let next = self.table.of(e);
+        if path[..=depth].contains(&next) {
+            return true; // a loop back to a table on this path
+        }
+        path[depth + 1] = next;
+        self.walk_table(image, mem, depth + 1, next, va, va_bits, path, f)
+    }
+}

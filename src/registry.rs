@@ -10,6 +10,7 @@ use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::kernel::Kernel;
 use crate::physmem::Span;
+use crate::walk::Page;
 use linkme::distributed_slice;
 
 /// Every backend compiled into the library.
@@ -76,6 +77,13 @@ pub trait Translator: Send + Sync {
     /// linked (`ka_kerndisp`); 0 when the backend cannot know.
     fn kerndisp(&self) -> i64 {
         0
+    }
+
+    /// Calls `f` for every mapped page (see [`crate::walk`]) until it returns
+    /// false (`ka_walk_pages`). Returns whether the walk completed.
+    fn walk_pages(&self, core: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
+        let _ = (core, f);
+        Err(Error::NotSupported("this backend cannot enumerate pages"))
     }
 }
 

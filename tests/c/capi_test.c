@@ -44,6 +44,15 @@
  *       sym names not in it) are not found, and the read/fail lines give the
  *       same results through that handle.
  *
+ *   walkcount N
+ *       kvm_walk_pages() returns 1 after N callbacks, each with kp_version
+ *       LIBKVM_WALK_PAGES_VERSION; a callback returning 0 at once stops the
+ *       walk: kvm_walk_pages() returns 0 after exactly one call.
+ *   walkpage I HEXPADDR HEXKMAP HEXDMAP PROT OFFSET LEN
+ *       The I-th page (from 0) that kvm_walk_pages() reports has these
+ *       kp_paddr, kp_kmap_vaddr, kp_dmap_vaddr, kp_prot (decimal),
+ *       kp_offset (decimal, -1 when not in the dump) and kp_len (decimal).
+ *
  * After all sym and nosym lines, one kvm_nlist2() call over all their names
  * (the list ended by a NULL n_name) must return the number of nosym lines.
  *
@@ -581,6 +590,74 @@ static int parse_range(char **p, struct range *rg, int with_bytes)
 	return 1;
 }
 
+/* ---- kvm_walk_pages ---------------------------------------------------- */
+
+struct walkstate {
+	uint64_t calls;      /* callbacks so far */
+	uint64_t want;       /* index of the page to keep */
+	uint64_t stop_after; /* return 0 after this many calls (0: never) */
+	int bad_version;
+	struct kvm_page page;
+};
+
+static int walk_cb(struct kvm_page *p, void *arg)
+{
+	struct walkstate *w = arg;
+
+	if (p->kp_version != LIBKVM_WALK_PAGES_VERSION)
+		w->bad_version = 1;
+	if (w->calls == w->want)
+		w->page = *p;
+	w->calls++;
+	return w->stop_after == 0 || w->calls < w->stop_after;
+}
+
+static void check_walkcount(kvm_t *kd, uint64_t want)
+{
+	struct walkstate w;
+	int r;
+
+	memset(&w, 0, sizeof(w));
+	w.want = UINT64_MAX;
+	r = kvm_walk_pages(kd, walk_cb, &w);
+	check(r == 1 && w.calls == want && !w.bad_version,
+	    "kvm_walk_pages: got %d after %llu pages (bad version: %d, error \"%s\"), "
+	    "expected 1 after %llu pages",
+	    r, (unsigned long long)w.calls, w.bad_version, nlname(kvm_geterr(kd)),
+	    (unsigned long long)want);
+	memset(&w, 0, sizeof(w));
+	w.want = UINT64_MAX;
+	w.stop_after = 1;
+	r = kvm_walk_pages(kd, walk_cb, &w);
+	check(r == 0 && w.calls == 1,
+	    "kvm_walk_pages stopped by its callback: got %d after %llu calls, "
+	    "expected 0 after 1",
+	    r, (unsigned long long)w.calls);
+}
+
+static void check_walkpage(kvm_t *kd, uint64_t index, const struct kvm_page *want)
+{
+	struct walkstate w;
+	const struct kvm_page *g = &w.page;
+
+	memset(&w, 0, sizeof(w));
+	w.want = index;
+	kvm_walk_pages(kd, walk_cb, &w);
+	check(w.calls > index && g->kp_paddr == want->kp_paddr &&
+	    g->kp_kmap_vaddr == want->kp_kmap_vaddr &&
+	    g->kp_dmap_vaddr == want->kp_dmap_vaddr && g->kp_prot == want->kp_prot &&
+	    g->kp_offset == want->kp_offset && g->kp_len == want->kp_len,
+	    "kvm_walk_pages page %llu: got paddr 0x%llx kmap 0x%llx dmap 0x%llx "
+	    "prot %u offset %lld len %zu, expected paddr 0x%llx kmap 0x%llx dmap "
+	    "0x%llx prot %u offset %lld len %zu",
+	    (unsigned long long)index, (unsigned long long)g->kp_paddr,
+	    (unsigned long long)g->kp_kmap_vaddr, (unsigned long long)g->kp_dmap_vaddr,
+	    (unsigned)g->kp_prot, (long long)g->kp_offset, g->kp_len,
+	    (unsigned long long)want->kp_paddr, (unsigned long long)want->kp_kmap_vaddr,
+	    (unsigned long long)want->kp_dmap_vaddr, (unsigned)want->kp_prot,
+	    (long long)want->kp_offset, want->kp_len);
+}
+
 /* ---- The resolver ---------------------------------------------------- */
 
 static long resolver_calls;
@@ -898,6 +975,37 @@ static void run_expectfile(kvm_t *kd, const char *path)
 				check_fail(kd, "", &rg);
 			else
 				check_read(kd, "", &rg);
+		} else if (strcmp(word, "walkcount") == 0) {
+			uint64_t want;
+
+			if (!check(parse_u64(next_tok(&p), 10, &want) && next_tok(&p) == NULL,
+			    "%s:%zu: malformed walkcount line", path, lineno))
+				continue;
+			check_walkcount(kd, want);
+		} else if (strcmp(word, "walkpage") == 0) {
+			uint64_t index, paddr, kmap, dmap, prot, off, len;
+			struct kvm_page want;
+			char *offtok;
+			int neg;
+
+			if (!check(parse_u64(next_tok(&p), 10, &index) &&
+			    parse_u64(next_tok(&p), 16, &paddr) &&
+			    parse_u64(next_tok(&p), 16, &kmap) &&
+			    parse_u64(next_tok(&p), 16, &dmap) &&
+			    parse_u64(next_tok(&p), 10, &prot) && prot <= 7 &&
+			    (offtok = next_tok(&p)) != NULL &&
+			    ((neg = strcmp(offtok, "-1") == 0) || parse_u64(offtok, 10, &off)) &&
+			    parse_u64(next_tok(&p), 10, &len) && next_tok(&p) == NULL,
+			    "%s:%zu: malformed walkpage line", path, lineno))
+				continue;
+			memset(&want, 0, sizeof(want));
+			want.kp_paddr = paddr;
+			want.kp_kmap_vaddr = kmap;
+			want.kp_dmap_vaddr = dmap;
+			want.kp_prot = (vm_prot_t)prot;
+			want.kp_offset = neg ? -1 : (off_t)off;
+			want.kp_len = (size_t)len;
+			check_walkpage(kd, index, &want);
 		} else {
 			check(0, "%s:%zu: unknown directive \"%s\"", path, lineno, word);
 		}
