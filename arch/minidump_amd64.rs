@@ -14,11 +14,11 @@ use super::amd64::{
 };
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::minidump::{round_page, Layout, Minidump};
+use crate::minidump::{Minidump, Sizes};
 use crate::pagetable::{Format, Frame, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::walk::{prot, DirectMap, Page};
+use crate::walk::{DirectMap, Page};
 use byteorder::{ByteOrder, LittleEndian};
 use linkme::distributed_slice;
 use static_assertions::const_assert_eq;
@@ -118,31 +118,19 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     if dmapend < dmapbase {
         return Err(bad(format!("direct map ends ({dmapend:#x}) before it starts ({dmapbase:#x})")));
     }
-    let round = |x: u64| round_page(x, PAGE_SIZE).expect("u32 sizes cannot overflow");
-    let avail_off = PAGE_SIZE + round(msgbufsize);
-    let bitmap_off = avail_off + round(availsize);
-    let map_off = bitmap_off + round(bitmapsize);
-    let sparse_off = map_off + round(pmapsize);
-    if s.core.get(map_off, pmapsize).is_none() {
-        return Err(bad(format!(
-            "the page map ({pmapsize} bytes at {map_off:#x}) lies past the end of the {}-byte \
-             file",
-            s.core.len()
-        )));
-    }
-    let mem = Minidump::new(
-        s.core,
-        Layout {
-            page_size: PAGE_SIZE,
-            dump_avail: (availsize > 0).then_some((avail_off, availsize)),
-            bitmap: (bitmap_off, bitmapsize),
-            sparse_off,
-        },
-    )
-    .map_err(|e| match e {
+    let sizes = Sizes {
+        page_size: PAGE_SIZE,
+        msgbuf: msgbufsize,
+        dump_avail: availsize,
+        bitmap: bitmapsize,
+        pmap: pmapsize,
+    };
+    let bad_core = |e| match e {
         Error::BadCore(m) => bad(m),
         e => e,
-    })?;
+    };
+    let (layout, map_off) = sizes.layout(s.core).map_err(bad_core)?;
+    let mem = Minidump::new(s.core, layout).map_err(bad_core)?;
     Ok(Box::new(Amd64Minidump {
         mem,
         v1: version == 1,
@@ -210,26 +198,6 @@ impl Translator for Amd64Minidump {
         } else {
             MAP_V2.walk(image, &self.mem, root, 64, &mut visit)
         };
-        if !done {
-            return Ok(false);
-        }
-        for pa in self.mem.unreached(&reached) {
-            let dmap_vaddr = self.dmap.va_of(pa);
-            if dmap_vaddr == 0 {
-                continue;
-            }
-            let page = Page {
-                paddr: pa,
-                kmap_vaddr: 0,
-                dmap_vaddr,
-                prot: prot::READ | prot::WRITE,
-                offset: self.mem.locate(pa).map(|s| s.off),
-                len: PAGE_SIZE,
-            };
-            if !f(&page) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(done && self.mem.walk_direct_map(&reached, &self.dmap, f))
     }
 }

@@ -9,6 +9,10 @@
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::physmem::{last_at_or_below, longest, PhysMem, Span};
+use crate::walk::{prot, DirectMap, Page};
+use byteorder::{ByteOrder, LittleEndian};
+use static_assertions::const_assert_eq;
+use std::mem::{offset_of, size_of};
 
 /// Where a backend found the sections of a minidump (all offsets in bytes).
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +48,140 @@ pub struct Minidump {
     avail: Option<Vec<AvailRange>>,
     /// The largest dump_avail range, tried first.
     main: AvailRange,
+}
+
+/// Section sizes from a minidump header, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Dump page size.
+    pub page_size: u64,
+    /// `msgbufsize` (not page-aligned: it is rounded up).
+    pub msgbuf: u64,
+    /// `dumpavailsize`; 0 for formats without a dump_avail page.
+    pub dump_avail: u64,
+    /// `bitmapsize`.
+    pub bitmap: u64,
+    /// `pmapsize` (or `ptesize`).
+    pub pmap: u64,
+}
+
+impl Sizes {
+    /// Lays the sections out as every FreeBSD minidump writer does: header
+    /// page, message buffer, dump_avail, bitmap, page map, then the dumped
+    /// pages, each section rounded up to the page size. Returns the layout
+    /// and the page map's offset; fails if a section lies past the end of
+    /// the file.
+    pub fn layout(&self, image: &Image) -> Result<(Layout, u64)> {
+        let ps = self.page_size;
+        let r = |x: u64| round_page(x, ps).expect("u32 sizes cannot overflow");
+        let avail_off = ps + r(self.msgbuf);
+        let bitmap_off = avail_off + r(self.dump_avail);
+        let map_off = bitmap_off + r(self.bitmap);
+        let sparse_off = map_off + r(self.pmap);
+        if image.get(map_off, self.pmap).is_none() {
+            return Err(Error::BadCore(format!(
+                "the page map ({} bytes at {map_off:#x}) lies past the end of the {}-byte file",
+                self.pmap,
+                image.len()
+            )));
+        }
+        let layout = Layout {
+            page_size: ps,
+            dump_avail: (self.dump_avail > 0).then_some((avail_off, self.dump_avail)),
+            bitmap: (bitmap_off, self.bitmap),
+            sparse_off,
+        };
+        Ok((layout, map_off))
+    }
+}
+
+/// The header of arm64 and riscv minidumps (sys/arm64/include/minidump.h,
+/// sys/riscv/include/minidump.h): `dumpavailsize` from version 2, `flags`
+/// (arm64 only) from version 3.
+#[repr(C)]
+#[allow(dead_code)] // read field by field with offset_of!
+struct DmapMinidumpHdr {
+    magic: [u8; 24],
+    version: u32,
+    msgbufsize: u32,
+    bitmapsize: u32,
+    pmapsize: u32,
+    kernbase: u64,
+    dmapphys: u64,
+    dmapbase: u64,
+    dmapend: u64,
+    dumpavailsize: u32,
+    flags: u32,
+}
+const_assert_eq!(offset_of!(DmapMinidumpHdr, kernbase), 40);
+const_assert_eq!(offset_of!(DmapMinidumpHdr, dmapend), 64);
+const_assert_eq!(offset_of!(DmapMinidumpHdr, dumpavailsize), 72);
+const_assert_eq!(offset_of!(DmapMinidumpHdr, flags), 76);
+const_assert_eq!(size_of::<DmapMinidumpHdr>(), 80);
+
+/// The fields of an arm64 or riscv minidump header.
+#[derive(Debug, Clone, Copy)]
+pub struct DmapHeader {
+    /// Format version.
+    pub version: u32,
+    /// Section sizes (page size still to be set by the caller for arm64 v3).
+    pub sizes: Sizes,
+    /// Start of the kernel page map.
+    pub kernbase: u64,
+    /// The direct map.
+    pub dmap: DirectMap,
+    /// `flags` (version 3 and later; 0 before).
+    pub flags: u32,
+}
+
+impl DmapHeader {
+    /// Parses the header page (checked to hold 80 bytes). `dumpavailsize`
+    /// is read from version 2 and `flags` from version 3.
+    pub fn parse(image: &Image) -> Result<DmapHeader> {
+        let h = image
+            .get(0, size_of::<DmapMinidumpHdr>() as u64)
+            .ok_or_else(|| {
+                Error::BadCore(format!(
+                    "{} bytes is too short for a minidump header",
+                    image.len()
+                ))
+            })?;
+        let u32_at = |o: usize| LittleEndian::read_u32(&h[o..]);
+        let u64_at = |o: usize| LittleEndian::read_u64(&h[o..]);
+        let version = u32_at(offset_of!(DmapMinidumpHdr, version));
+        let dmap = DirectMap {
+            phys: u64_at(offset_of!(DmapMinidumpHdr, dmapphys)),
+            base: u64_at(offset_of!(DmapMinidumpHdr, dmapbase)),
+            end: u64_at(offset_of!(DmapMinidumpHdr, dmapend)),
+        };
+        if dmap.end < dmap.base {
+            return Err(Error::BadCore(format!(
+                "direct map ends ({:#x}) before it starts ({:#x})",
+                dmap.end, dmap.base
+            )));
+        }
+        Ok(DmapHeader {
+            version,
+            sizes: Sizes {
+                page_size: 4096,
+                msgbuf: u32_at(offset_of!(DmapMinidumpHdr, msgbufsize)).into(),
+                dump_avail: if version >= 2 {
+                    u32_at(offset_of!(DmapMinidumpHdr, dumpavailsize)).into()
+                } else {
+                    0
+                },
+                bitmap: u32_at(offset_of!(DmapMinidumpHdr, bitmapsize)).into(),
+                pmap: u32_at(offset_of!(DmapMinidumpHdr, pmapsize)).into(),
+            },
+            kernbase: u64_at(offset_of!(DmapMinidumpHdr, kernbase)),
+            dmap,
+            flags: if version >= 3 {
+                u32_at(offset_of!(DmapMinidumpHdr, flags))
+            } else {
+                0
+            },
+        })
+    }
 }
 
 /// Rounds `x` up to a multiple of `page` (a power of two); `None` on overflow.
@@ -233,6 +371,29 @@ impl Minidump {
                 }
             }
         }
+    }
+
+    /// The second pass of a minidump page walk: each dumped page the first
+    /// pass did not reach, by its direct-map address (pages the direct map
+    /// does not cover are skipped). Returns false if `f` stopped the walk.
+    pub fn walk_direct_map(
+        &self,
+        reached: &Reached,
+        dmap: &DirectMap,
+        f: &mut dyn FnMut(&Page) -> bool,
+    ) -> bool {
+        self.unreached(reached).all(|pa| {
+            let dmap_vaddr = dmap.va_of(pa);
+            dmap_vaddr == 0
+                || f(&Page {
+                    paddr: pa,
+                    kmap_vaddr: 0,
+                    dmap_vaddr,
+                    prot: prot::READ | prot::WRITE,
+                    offset: self.locate(pa).map(|s| s.off),
+                    len: self.page_size(),
+                })
+        })
     }
 
     /// Physical addresses of the dumped pages not marked in `reached`, in

@@ -10,15 +10,19 @@ use crate::error::Fault;
 use crate::image::Image;
 use crate::physmem::PhysMem;
 
-/// A test on an entry: `(entry & mask == value) != negate`.
+/// A test on an entry: `(entry & mask == value) != negate`, and, when
+/// `any` is not 0, at least one of the `any` bits set (riscv: a valid leaf
+/// has V and one of R, W, X).
 #[derive(Debug, Clone, Copy)]
 pub struct Bits {
     /// Bits to look at.
     pub mask: u64,
     /// Their value when the test holds.
     pub value: u64,
-    /// Inverts the test.
+    /// Inverts the mask test.
     pub negate: bool,
+    /// When not 0, one of these bits must also be set.
+    pub any: u64,
 }
 
 impl Bits {
@@ -28,6 +32,7 @@ impl Bits {
             mask,
             value,
             negate: false,
+            any: 0,
         }
     }
     /// Holds when `entry & mask != value`.
@@ -36,7 +41,12 @@ impl Bits {
             mask,
             value,
             negate: true,
+            any: 0,
         }
+    }
+    /// This test, and one of `any` set as well.
+    pub const fn and_any(self, any: u64) -> Bits {
+        Bits { any, ..self }
     }
     /// Never holds (a level without superpages).
     pub const NEVER: Bits = Bits::eq(0, 1);
@@ -45,6 +55,7 @@ impl Bits {
     #[inline(always)]
     pub fn test(&self, entry: u64) -> bool {
         ((entry & self.mask) == self.value) != self.negate
+            && (self.any == 0 || entry & self.any != 0)
     }
 }
 

@@ -1,0 +1,182 @@
+//! arm64 minidumps, versions 1 to 3 (`sys/arm64/arm64/minidump_machdep.c`
+//! writes them, `lib/libkvm/kvm_minidump_aarch64.c` reads them).
+//!
+//! The page map is an array of L3 descriptors, one per kernel page from
+//! `kernbase`; the kernel writes L1 and L2 blocks as fake L3 pages. Version 2
+//! adds dump_avail; version 3 a flags word giving the page size (4 KiB or
+//! 16 KiB granule; every section is then rounded to that size). The direct
+//! map lies above `kernbase`, so it is checked first. `kvm_kerndisp` is 0,
+//! as in FreeBSD (no arm64 backend there reports a displacement).
+
+use crate::error::{Error, Fault, Result};
+use crate::image::Image;
+use crate::minidump::{DmapHeader, Minidump};
+use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
+use crate::physmem::{PhysMem, Span};
+use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::walk::{prot, DirectMap, Page};
+use linkme::distributed_slice;
+use object::elf::EM_AARCH64;
+
+/// `MINIDUMP_MAGIC` (sys/arm64/include/minidump.h), NUL-padded.
+const MAGIC: &[u8; 23] = b"minidump FreeBSD/arm64\0";
+
+// Descriptor bits (sys/arm64/include/pte.h, lib/libkvm/kvm_aarch64.h).
+/// `L3_PAGE` in `ATTR_DESCR_MASK`.
+const L3_PAGE: u64 = 0b11;
+/// `ATTR_S1_AP(ATTR_S1_AP_RO)`: read-only.
+const ATTR_AP_RO: u64 = 1 << 7;
+/// `ATTR_S1_PXN`, `ATTR_S1_UXN`: execute-never.
+const ATTR_XN: u64 = (1 << 53) | (1 << 54);
+/// The output address of a 4 KiB page, bits 12-49: everything else
+/// (attributes, DBM, software bits, XN) is stripped (`~AARCH64_ATTR_MASK`).
+const FRAME_4K: u64 = 0x0003_ffff_ffff_f000;
+/// The same for 16 KiB pages, bits 14-49.
+const FRAME_16K: u64 = 0x0003_ffff_ffff_c000;
+/// `MINIDUMP_FLAG_PS_MASK` and its values (version 3).
+const FLAG_PS_MASK: u32 = 3;
+const FLAG_PS_4K: u32 = 0;
+const FLAG_PS_16K: u32 = 1;
+
+const fn l3(shift: u32, frame: u64) -> Format<1> {
+    Format {
+        entry_size: 8,
+        big_endian: false,
+        table: Frame::mask(frame),
+        levels: [Level {
+            name: "L3",
+            shift,
+            bits: 0,
+            valid: Bits::eq(0b11, L3_PAGE),
+            leaf: Bits::NEVER,
+            frame: Frame::mask(frame),
+        }],
+    }
+}
+
+/// The page map with 4 KiB and with 16 KiB pages.
+static MAP_4K: Format<1> = l3(12, FRAME_4K);
+static MAP_16K: Format<1> = l3(14, FRAME_16K);
+
+/// `VM_PROT_*` of an L3 descriptor (`_aarch64_entry_to_prot`).
+fn entry_prot(e: u64) -> u8 {
+    let mut p = prot::READ;
+    if e & ATTR_AP_RO == 0 {
+        p |= prot::WRITE;
+    }
+    if e & ATTR_XN == 0 {
+        p |= prot::EXECUTE;
+    }
+    p
+}
+
+fn probe(p: &Probe<'_>) -> bool {
+    p.kernel.is_64
+        && !p.kernel.big_endian
+        && p.kernel.machine == EM_AARCH64
+        && p.core_starts_with(MAGIC)
+}
+
+fn native() -> bool {
+    cfg!(target_arch = "aarch64")
+}
+
+#[distributed_slice(BACKENDS)]
+static ARM64_MINIDUMP: Backend = Backend {
+    name: "arm64 minidump",
+    probe,
+    initvtop,
+    native,
+};
+
+struct Arm64Minidump {
+    mem: Minidump,
+    map_off: u64,
+    map_entries: u64,
+    kernbase: u64,
+    dmap: DirectMap,
+    /// 16 KiB granule.
+    big: bool,
+}
+
+fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
+    let bad = |m: String| Error::BadCore(format!("arm64 minidump: {m}"));
+    let bad_core = |e| match e {
+        Error::BadCore(m) => bad(m),
+        e => e,
+    };
+    let mut h = DmapHeader::parse(s.core).map_err(bad_core)?;
+    if !(1..=3).contains(&h.version) {
+        return Err(bad(format!("unknown version {} (expected 1, 2 or 3)", h.version)));
+    }
+    h.sizes.page_size = match h.flags & FLAG_PS_MASK {
+        FLAG_PS_4K => 4096,
+        FLAG_PS_16K => 16384,
+        f => return Err(bad(format!("unknown page size flag {f:#x} (4 KiB and 16 KiB are known)"))),
+    };
+    let (layout, map_off) = h.sizes.layout(s.core).map_err(bad_core)?;
+    Ok(Box::new(Arm64Minidump {
+        mem: Minidump::new(s.core, layout).map_err(bad_core)?,
+        map_off,
+        map_entries: h.sizes.pmap / 8,
+        kernbase: h.kernbase,
+        dmap: h.dmap,
+        big: h.sizes.page_size == 16384,
+    }))
+}
+
+impl Arm64Minidump {
+    fn root(&self) -> Root {
+        Root::File {
+            off: self.map_off,
+            count: self.map_entries,
+            base: self.kernbase,
+        }
+    }
+}
+
+impl Translator for Arm64Minidump {
+    #[inline]
+    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+        let pa = if let Some(pa) = self.dmap.pa_of(va) {
+            pa
+        } else if va >= self.kernbase {
+            let m = if self.big {
+                MAP_16K.translate(image, &self.mem, self.root(), va)?
+            } else {
+                MAP_4K.translate(image, &self.mem, self.root(), va)?
+            };
+            m.pa
+        } else {
+            return Err(Fault::Unmapped(format!(
+                "below the kernel map (from {:#x}) and outside the direct map",
+                self.kernbase
+            )));
+        };
+        self.mem.locate(pa).ok_or(Fault::NotInDump { pa })
+    }
+
+    /// The page map's L3 pages, then the dumped pages only the direct map
+    /// reaches. (FreeBSD's second pass reports nothing on arm64, and its
+    /// direct-map addresses forget `dmapphys`; ours do not.)
+    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
+        let mut reached = self.mem.reached();
+        let mut visit = |va: u64, m: &Mapping| {
+            self.mem.mark(&mut reached, m.pa, m.size);
+            f(&Page {
+                paddr: m.pa,
+                kmap_vaddr: va,
+                dmap_vaddr: self.dmap.va_of(m.pa),
+                prot: entry_prot(m.entry),
+                offset: self.mem.locate(m.pa).map(|s| s.off),
+                len: m.size,
+            })
+        };
+        let done = if self.big {
+            MAP_16K.walk(image, &self.mem, self.root(), 64, &mut visit)
+        } else {
+            MAP_4K.walk(image, &self.mem, self.root(), 64, &mut visit)
+        };
+        Ok(done && self.mem.walk_direct_map(&reached, &self.dmap, f))
+    }
+}
