@@ -228,6 +228,12 @@ fn main() {
             "  random 4 KiB reads:                {:>6.2} M/s",
             r_4k / 1e6
         );
+        let (pages, secs) = walk_rate(&kvm);
+        println!(
+            "  kvm_walk_pages:                    {:>6.2} M pages/s ({pages} pages in {:.1} ms)",
+            pages as f64 / secs / 1e6,
+            secs * 1e3
+        );
         println!(
             "  sequential 1 MiB reads:            {:>6.2} GiB/s",
             r_seq / 1024.0
@@ -277,4 +283,93 @@ fn main() {
         t.elapsed(),
         k.backend()
     );
+    other_architectures(budget);
+}
+
+/// Walks every page; returns the count and the seconds taken.
+fn walk_rate(kvm: &Kvm) -> (u64, f64) {
+    let t = Instant::now();
+    let mut n = 0u64;
+    kvm.walk_pages(|p| {
+        black_box(p);
+        n += 1;
+        true
+    })
+    .unwrap();
+    (n, t.elapsed().as_secs_f64())
+}
+
+/// arm64 (4 KiB and 16 KiB granules) and riscv minidumps of the standard
+/// fixture machines (72-136 MiB of RAM): random 8-byte reads of the kernel
+/// map and the direct map, and the page walk.
+fn other_architectures(budget: Duration) {
+    use fixture::dmap::{DmapMachine, ARM64_16K, ARM64_4K, RISCV};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-dumps");
+    for (name, arch, version) in [
+        ("arm64 4 KiB minidump v3", &ARM64_4K, 3),
+        ("arm64 16 KiB minidump v3", &ARM64_16K, 3),
+        ("riscv minidump v2", &RISCV, 2),
+    ] {
+        let m = DmapMachine::new(arch, Fill::Zero);
+        let d = m.minidump(version);
+        let (kernel, core) = (dir.join("dmap-kernel"), dir.join("dmap-core"));
+        std::fs::write(&kernel, m.kernel()).unwrap();
+        write_sparse(&core, &d.bytes);
+        let t = Instant::now();
+        let kvm = Kvm::open(&kernel, &core).unwrap();
+        let open = t.elapsed();
+        // Readable addresses only: dumped pages through each map.
+        let ps = arch.page_size();
+        let mut kmap = Vec::new();
+        let mut dmap = Vec::new();
+        kvm.walk_pages(|p| {
+            if p.offset.is_some() {
+                let list = if p.kmap_vaddr != 0 {
+                    &mut kmap
+                } else {
+                    &mut dmap
+                };
+                let va = if p.kmap_vaddr != 0 {
+                    p.kmap_vaddr
+                } else {
+                    p.dmap_vaddr
+                };
+                list.extend((0..p.len.min(ps)).step_by(512).map(|o| va + o));
+            }
+            true
+        })
+        .unwrap();
+        // Random order (Fisher-Yates with a fixed xorshift).
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for list in [&mut kmap, &mut dmap] {
+            for i in (1..list.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                list.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+        }
+        let mut b8 = [0u8; 8];
+        let r_kmap = rate(budget, &kmap, |a| {
+            black_box(kvm.read(a, black_box(&mut b8)).unwrap());
+        });
+        let r_dmap = rate(budget, &dmap, |a| {
+            black_box(kvm.read(a, black_box(&mut b8)).unwrap());
+        });
+        let (pages, secs) = walk_rate(&kvm);
+        println!("\n{name} ({} MiB file)", d.bytes.len() >> 20);
+        println!("  open: {open:.2?}");
+        println!(
+            "  8-byte reads, kernel map:          {:>6.2} M/s",
+            r_kmap / 1e6
+        );
+        println!(
+            "  8-byte reads, direct map:          {:>6.2} M/s",
+            r_dmap / 1e6
+        );
+        println!(
+            "  kvm_walk_pages:                    {:>6.2} M pages/s ({pages} pages)",
+            pages as f64 / secs / 1e6
+        );
+    }
 }
