@@ -360,11 +360,11 @@ fn other_architectures(budget: Duration) {
         println!("\n{name} ({} MiB file)", d.bytes.len() >> 20);
         println!("  open: {open:.2?}");
         println!(
-            "  8-byte reads, kernel map:          {:>6.2} M/s",
+            "  random 8-byte reads, kernel map:   {:>6.2} M/s",
             r_kmap / 1e6
         );
         println!(
-            "  8-byte reads, direct map:          {:>6.2} M/s",
+            "  random 8-byte reads, direct map:   {:>6.2} M/s",
             r_dmap / 1e6
         );
         println!(
