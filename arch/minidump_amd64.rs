@@ -176,28 +176,16 @@ impl Translator for Amd64Minidump {
     /// pages they point to from version 2), then the dumped pages only the
     /// direct map reaches. FreeBSD walks nothing in version 1; we do.
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
-        let mut reached = self.mem.reached();
         let root = Root::File {
             off: self.map_off,
             count: self.map_entries,
             base: self.kernbase,
         };
-        let mut visit = |va: u64, m: &crate::pagetable::Mapping| {
-            self.mem.mark(&mut reached, m.pa, m.size);
-            f(&Page {
-                paddr: m.pa,
-                kmap_vaddr: va,
-                dmap_vaddr: self.dmap.va_of(m.pa),
-                prot: entry_prot(m.entry),
-                offset: self.mem.locate(m.pa).map(|s| s.off),
-                len: m.size,
-            })
-        };
-        let done = if self.v1 {
-            MAP_V1.walk(image, &self.mem, root, 64, &mut visit)
+        let (mem, dmap) = (&self.mem, &self.dmap);
+        Ok(if self.v1 {
+            mem.walk_pages(image, &MAP_V1, root, dmap, entry_prot, f)
         } else {
-            MAP_V2.walk(image, &self.mem, root, 64, &mut visit)
-        };
-        Ok(done && self.mem.walk_direct_map(&reached, &self.dmap, f))
+            mem.walk_pages(image, &MAP_V2, root, dmap, entry_prot, f)
+        })
     }
 }

@@ -11,7 +11,7 @@
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{DmapHeader, Minidump};
-use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
+use crate::pagetable::{Bits, Format, Frame, Level, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{prot, DirectMap, Page};
@@ -160,23 +160,11 @@ impl Translator for Arm64Minidump {
     /// reaches. (FreeBSD's second pass reports nothing on arm64, and its
     /// direct-map addresses forget `dmapphys`; ours do not.)
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
-        let mut reached = self.mem.reached();
-        let mut visit = |va: u64, m: &Mapping| {
-            self.mem.mark(&mut reached, m.pa, m.size);
-            f(&Page {
-                paddr: m.pa,
-                kmap_vaddr: va,
-                dmap_vaddr: self.dmap.va_of(m.pa),
-                prot: entry_prot(m.entry),
-                offset: self.mem.locate(m.pa).map(|s| s.off),
-                len: m.size,
-            })
-        };
-        let done = if self.big {
-            MAP_16K.walk(image, &self.mem, self.root(), 64, &mut visit)
+        let (mem, dmap) = (&self.mem, &self.dmap);
+        Ok(if self.big {
+            mem.walk_pages(image, &MAP_16K, self.root(), dmap, entry_prot, f)
         } else {
-            MAP_4K.walk(image, &self.mem, self.root(), 64, &mut visit)
-        };
-        Ok(done && self.mem.walk_direct_map(&reached, &self.dmap, f))
+            mem.walk_pages(image, &MAP_4K, self.root(), dmap, entry_prot, f)
+        })
     }
 }

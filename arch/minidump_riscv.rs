@@ -9,7 +9,7 @@
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{DmapHeader, Minidump};
-use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
+use crate::pagetable::{Bits, Format, Frame, Level, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{prot, DirectMap, Page};
@@ -120,18 +120,6 @@ impl Translator for RiscvMinidump {
     /// The page map's leaves, then the dumped pages only the direct map
     /// reaches (FreeBSD's second pass reports nothing on riscv).
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
-        let mut reached = self.mem.reached();
-        let done = MAP.walk(image, &self.mem, self.root, 64, &mut |va: u64, m: &Mapping| {
-            self.mem.mark(&mut reached, m.pa, m.size);
-            f(&Page {
-                paddr: m.pa,
-                kmap_vaddr: va,
-                dmap_vaddr: self.dmap.va_of(m.pa),
-                prot: entry_prot(m.entry),
-                offset: self.mem.locate(m.pa).map(|s| s.off),
-                len: m.size,
-            })
-        });
-        Ok(done && self.mem.walk_direct_map(&reached, &self.dmap, f))
+        Ok(self.mem.walk_pages(image, &MAP, self.root, &self.dmap, entry_prot, f))
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::image::Image;
+use crate::pagetable::{Format, Root};
 use crate::physmem::{last_at_or_below, longest, PhysMem, Span};
 use crate::walk::{prot, DirectMap, Page};
 use byteorder::{ByteOrder, LittleEndian};
@@ -283,8 +284,17 @@ impl Minidump {
 
     /// Physical addresses of the dumped pages, in file order.
     pub fn pages(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages_except(|_| 0)
+    }
+
+    /// Physical addresses of the dumped pages, in file order, leaving out
+    /// the bits `skip(word_index)` sets in each bitmap word.
+    fn pages_except<'a>(
+        &'a self,
+        skip: impl Fn(usize) -> u64 + 'a,
+    ) -> impl Iterator<Item = u64> + 'a {
         self.words.iter().enumerate().flat_map(move |(i, &w)| {
-            let mut w = w;
+            let mut w = w & !skip(i);
             std::iter::from_fn(move || {
                 if w == 0 {
                     return None;
@@ -355,12 +365,12 @@ pub struct Reached(Vec<u64>);
 
 impl Minidump {
     /// An empty record of reached pages.
-    pub fn reached(&self) -> Reached {
+    fn reached(&self) -> Reached {
         Reached(vec![0; self.words.len()])
     }
 
     /// Marks the dumped pages of `[pa, pa + len)` as reached.
-    pub fn mark(&self, reached: &mut Reached, pa: u64, len: u64) {
+    fn mark(&self, reached: &mut Reached, pa: u64, len: u64) {
         let ps = self.page_size();
         let first = pa >> self.page_shift;
         let end = pa.saturating_add(len).div_ceil(ps);
@@ -373,10 +383,37 @@ impl Minidump {
         }
     }
 
+    /// A minidump page walk (see [`crate::walk`]): each leaf of the page
+    /// map at `root`, decoded by `format` and `prot`, then each dumped page
+    /// only the direct map reaches. Returns false if `f` stopped the walk.
+    pub fn walk_pages<const N: usize>(
+        &self,
+        image: &Image,
+        format: &Format<N>,
+        root: Root,
+        dmap: &DirectMap,
+        prot: fn(u64) -> u8,
+        f: &mut dyn FnMut(&Page) -> bool,
+    ) -> bool {
+        let mut reached = self.reached();
+        let done = format.walk(image, self, root, 64, &mut |va, m| {
+            self.mark(&mut reached, m.pa, m.size);
+            f(&Page {
+                paddr: m.pa,
+                kmap_vaddr: va,
+                dmap_vaddr: dmap.va_of(m.pa),
+                prot: prot(m.entry),
+                offset: self.locate(m.pa).map(|s| s.off),
+                len: m.size,
+            })
+        });
+        done && self.walk_direct_map(&reached, dmap, f)
+    }
+
     /// The second pass of a minidump page walk: each dumped page the first
     /// pass did not reach, by its direct-map address (pages the direct map
     /// does not cover are skipped). Returns false if `f` stopped the walk.
-    pub fn walk_direct_map(
+    fn walk_direct_map(
         &self,
         reached: &Reached,
         dmap: &DirectMap,
@@ -398,21 +435,7 @@ impl Minidump {
 
     /// Physical addresses of the dumped pages not marked in `reached`, in
     /// file order.
-    pub fn unreached<'a>(&'a self, reached: &'a Reached) -> impl Iterator<Item = u64> + 'a {
-        self.words
-            .iter()
-            .zip(&reached.0)
-            .enumerate()
-            .flat_map(move |(i, (&w, &r))| {
-                let mut w = w & !r;
-                std::iter::from_fn(move || {
-                    if w == 0 {
-                        return None;
-                    }
-                    let b = w.trailing_zeros();
-                    w &= w - 1;
-                    Some(self.page_of(i as u64 * 64 + u64::from(b)) << self.page_shift)
-                })
-            })
+    fn unreached<'a>(&'a self, reached: &'a Reached) -> impl Iterator<Item = u64> + 'a {
+        self.pages_except(move |i| reached.0[i])
     }
 }
