@@ -5,7 +5,7 @@
 
 mod fixture;
 use fixture::amd64::*;
-use fixture::c::{compile, hex, root, target_dir};
+use fixture::c::{compile, hex, root, run_capi_test, target_dir};
 use fixture::{Fill, Miss, Scratch};
 use std::fmt::Write as _;
 use std::process::Command;
@@ -82,16 +82,6 @@ fn expectations(m: &Amd64, d: &Dump) -> String {
 #[test]
 fn c_program_checks_every_entry_point() {
     let s = Scratch::new("capi");
-    let dyn_bin = compile(
-        &root().join("tests/c/capi_test.c"),
-        &s.path().join("capi_dyn"),
-        false,
-    );
-    let static_bin = compile(
-        &root().join("tests/c/capi_test.c"),
-        &s.path().join("capi_static"),
-        true,
-    );
     let m = Amd64::new(2 << 20, Fill::Pattern);
     let kernel = s.file("kernel", &m.kernel());
     for (name, dump) in [
@@ -100,28 +90,9 @@ fn c_program_checks_every_entry_point() {
         ("v3", m.minidump(3)),
     ] {
         let core = s.file(name, &dump.bytes);
-        let exp = s.file(
-            &format!("{name}.expect"),
-            expectations(&m, &dump).as_bytes(),
-        );
-        for bin in [&dyn_bin, &static_bin] {
-            let out = Command::new(bin)
-                .arg(&kernel)
-                .arg(&core)
-                .arg(&exp)
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success(),
-                "{} on {name} failed:\n{stdout}\n{stderr}",
-                bin.display()
-            );
-            assert!(stdout.contains(" 0 failed"), "{stdout}");
-            // kvm_open() reports errors on stderr with its errstr prefix.
-            assert!(stderr.contains("capi_test: "), "stderr: {stderr}");
-        }
+        let stderr = run_capi_test(&kernel, &core, &expectations(&m, &dump));
+        // kvm_open() reports errors on stderr with its errstr prefix.
+        assert!(stderr.contains("capi_test: "), "stderr: {stderr}");
     }
 }
 

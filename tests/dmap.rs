@@ -3,12 +3,11 @@
 //! fixture model: reads, must-fail reads, page walks and bad headers.
 
 mod fixture;
-use fixture::c::{compile, hex, root};
+use fixture::c::{hex, run_capi_test};
 use fixture::dmap::{off, DmapArch, DmapMachine, Dump, ARM64_16K, ARM64_4K, MMIO, RISCV, VERSION};
 use fixture::{Fill, Miss, Scratch};
 use kvm::{Error, Fault, Kvm};
 use std::fmt::Write as _;
-use std::process::Command;
 
 /// Every (architecture, version) pair the formats define.
 fn cases() -> Vec<(&'static DmapArch, u32)> {
@@ -182,16 +181,6 @@ fn bad_headers() {
 #[test]
 fn c_abi() {
     let s = Scratch::new("dmap-c");
-    let dyn_bin = compile(
-        &root().join("tests/c/capi_test.c"),
-        &s.path().join("dyn"),
-        false,
-    );
-    let static_bin = compile(
-        &root().join("tests/c/capi_test.c"),
-        &s.path().join("static"),
-        true,
-    );
     for (arch, version) in [(&ARM64_16K, 3), (&ARM64_4K, 2), (&RISCV, 2)] {
         let m = DmapMachine::new(arch, Fill::Pattern);
         let d = m.minidump(version);
@@ -218,20 +207,6 @@ fn c_abi() {
             .unwrap();
         }
         writeln!(e, "resolve version {version_va:x}").unwrap();
-        let exp = s.file("expect", e.as_bytes());
-        for bin in [&dyn_bin, &static_bin] {
-            let out = Command::new(bin)
-                .arg(&kernel)
-                .arg(&core)
-                .arg(&exp)
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{:?} v{version}: {stdout}",
-                arch.magic
-            );
-        }
+        run_capi_test(&kernel, &core, &e);
     }
 }
