@@ -10,6 +10,7 @@ use crate::image::Image;
 use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::walk::{prot, Page};
 use byteorder::{ByteOrder, LittleEndian};
 use linkme::distributed_slice;
 use object::elf::EM_386;
@@ -33,6 +34,23 @@ pub const PG_FRAME_PAE: u64 = 0x000f_ffff_ffff_f000;
 pub const PG_PS_FRAME_PAE: u64 = 0x000f_ffff_ffe0_0000;
 /// 4 KiB (`I386_PAGE_SIZE`).
 pub const PAGE_SIZE: u64 = 4096;
+/// Writable.
+pub const PG_RW: u64 = 0x002;
+/// No-execute (PAE only).
+pub const PG_NX: u64 = 1 << 63;
+
+/// `VM_PROT_*` of a leaf entry (`_i386_entry_to_prot`); without PAE every
+/// page is executable.
+pub fn entry_prot(e: u64) -> u8 {
+    let mut p = prot::READ;
+    if e & PG_RW != 0 {
+        p |= prot::WRITE;
+    }
+    if e & PG_NX == 0 {
+        p |= prot::EXECUTE;
+    }
+    p
+}
 
 const VALID: Bits = Bits::eq(PG_V, PG_V);
 const LARGE: Bits = Bits::eq(PG_PS, PG_PS);
@@ -294,6 +312,25 @@ impl Translator for I386Elf {
         Ok(Span {
             off: span.off,
             len: span.len.min(left_in_page),
+        })
+    }
+
+    /// Walks the kernel page tables from the root (i386 has no direct map;
+    /// FreeBSD does not walk full dumps).
+    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
+        let mut visit = |va: u64, m: &Mapping| {
+            f(&Page {
+                paddr: m.pa,
+                kmap_vaddr: va,
+                dmap_vaddr: 0,
+                prot: entry_prot(m.entry),
+                offset: self.core.locate(m.pa).map(|s| s.off),
+                len: m.size,
+            })
+        };
+        Ok(match self.mmu {
+            Mmu::Pae(root) => PAE.walk(image, &self.core, Root::Phys(root), 64, &mut visit),
+            Mmu::NoPae(root) => NOPAE.walk(image, &self.core, Root::Phys(root), 64, &mut visit),
         })
     }
 }

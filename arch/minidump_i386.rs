@@ -10,13 +10,16 @@
 //! the header's `paemode` is set. There is no direct map: nothing below
 //! `kernbase` can be read.
 
-use super::i386::{check_32bit, is_i386_kernel, native, PAGE_SIZE, PG_FRAME, PTE_NOPAE, PTE_PAE};
+use super::i386::{
+    check_32bit, entry_prot, is_i386_kernel, native, PAGE_SIZE, PG_FRAME, PTE_NOPAE, PTE_PAE,
+};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{round_page, Layout, Minidump};
 use crate::pagetable::{Format, Frame, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::walk::{DirectMap, Page};
 use byteorder::{ByteOrder, LittleEndian};
 use linkme::distributed_slice;
 use static_assertions::const_assert_eq;
@@ -167,6 +170,17 @@ impl Translator for I386Minidump {
             MAP_NOPAE.translate(image, &self.mem, self.map, va)?.pa
         };
         self.mem.locate(pa).ok_or(Fault::NotInDump { pa })
+    }
+
+    /// The PTE section's valid entries, 4 KiB each (i386 has no direct map,
+    /// so there is no second pass).
+    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
+        let (mem, none) = (&self.mem, &DirectMap::NONE);
+        Ok(if self.pae {
+            mem.walk_pages(image, &MAP_PAE, self.map, none, entry_prot, f)
+        } else {
+            mem.walk_pages(image, &MAP_NOPAE, self.map, none, entry_prot, f)
+        })
     }
 }
 

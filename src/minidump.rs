@@ -364,11 +364,6 @@ impl PhysMem for Minidump {
 pub struct Reached(Vec<u64>);
 
 impl Minidump {
-    /// An empty record of reached pages.
-    fn reached(&self) -> Reached {
-        Reached(vec![0; self.words.len()])
-    }
-
     /// Marks the dumped pages of `[pa, pa + len)` as reached.
     fn mark(&self, reached: &mut Reached, pa: u64, len: u64) {
         let ps = self.page_size();
@@ -395,9 +390,17 @@ impl Minidump {
         prot: fn(u64) -> u8,
         f: &mut dyn FnMut(&Page) -> bool,
     ) -> bool {
-        let mut reached = self.reached();
+        // Without a direct map there is no second pass to prepare for.
+        let has_dmap = dmap.end > dmap.base;
+        let mut reached = Reached(if has_dmap {
+            vec![0; self.words.len()]
+        } else {
+            Vec::new()
+        });
         let done = format.walk(image, self, root, 64, &mut |va, m| {
-            self.mark(&mut reached, m.pa, m.size);
+            if has_dmap {
+                self.mark(&mut reached, m.pa, m.size);
+            }
             f(&Page {
                 paddr: m.pa,
                 kmap_vaddr: va,
@@ -407,7 +410,7 @@ impl Minidump {
                 len: m.size,
             })
         });
-        done && self.walk_direct_map(&reached, dmap, f)
+        done && (!has_dmap || self.walk_direct_map(&reached, dmap, f))
     }
 
     /// The second pass of a minidump page walk: each dumped page the first

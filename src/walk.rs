@@ -52,6 +52,13 @@ pub struct DirectMap {
 }
 
 impl DirectMap {
+    /// No direct map (i386).
+    pub const NONE: DirectMap = DirectMap {
+        base: 0,
+        end: 0,
+        phys: 0,
+    };
+
     /// The direct-map address of `pa`, or 0 when the map does not cover it.
     pub fn va_of(&self, pa: u64) -> u64 {
         match pa.checked_sub(self.phys) {

@@ -501,3 +501,35 @@ fn c_program_on_i386_dumps() {
         run_capi_test(&kernel, &core, &expectations(m, &dump, &resolve));
     }
 }
+
+/// kvm_walk_pages reports exactly the model's pages, in order, for every
+/// paging mode, layout and dump kind.
+#[test]
+fn walk_pages_match_model() {
+    let s = Scratch::new("i386-walk");
+    for mode in [Mode::NoPae, Mode::Pae] {
+        for era in [Era::Old, Era::New] {
+            let m = I386::new(mode, era, false);
+            for d in [m.full_dump(), m.minidump(1), m.minidump(2)] {
+                let kvm = open(&s, &m.kernel(), &d.bytes).unwrap();
+                let want = m.expected_pages(&d);
+                assert!(want.len() > 50, "{mode:?} {era:?}: {} pages", want.len());
+                assert!(
+                    want.iter().any(|p| p.offset.is_none()),
+                    "undumped pages exist"
+                );
+                let mut got = Vec::with_capacity(want.len());
+                assert!(kvm
+                    .walk_pages(|p| {
+                        got.push(*p);
+                        true
+                    })
+                    .unwrap());
+                assert_eq!(got.len(), want.len(), "{mode:?} {era:?} {:?}", d.kmap);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(g, w, "{mode:?} {era:?} {:?}: page {i}", d.kmap);
+                }
+            }
+        }
+    }
+}
