@@ -75,15 +75,19 @@ fn lying_minidump_headers() {
         "truncated dump or corrupt bitmap",
     );
 
+    // Section offsets, from the header as a reader finds them: header page,
+    // rounded message buffer, dump_avail page, bitmap.
+    let msgbufsize = u64::from(u32::from_le_bytes(good[28..32].try_into().unwrap()));
+    let avail = (PAGE + msgbufsize.next_multiple_of(PAGE)) as usize;
+    let bitmap_off = avail + PAGE as usize;
+
     // A bitmap claiming every page.
     let mut v = good.clone();
-    let bitmap_off = (PAGE * 2 + 0x18000) as usize;
     v[bitmap_off..bitmap_off + 64].fill(0xff);
     open_err(&s, &k, &v, "corrupt bitmap");
 
     // dump_avail ranges out of order.
     let mut v = good.clone();
-    let avail = (PAGE + 0x18000) as usize;
     v[avail..avail + 8].copy_from_slice(&0x9000_0000u64.to_le_bytes());
     v[avail + 8..avail + 16].copy_from_slice(&0x8000_0000u64.to_le_bytes());
     open_err(&s, &k, &v, "reversed or out of order");
