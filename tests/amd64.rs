@@ -3,8 +3,8 @@
 
 mod fixture;
 use fixture::amd64::*;
-use fixture::{Fill, Miss, Scratch, PAGE};
-use kvm::{Error, Fault, Kvm};
+use fixture::{Fill, Scratch, PAGE};
+use kvm::{Error, Kvm};
 use std::sync::Arc;
 
 /// A tiny deterministic PRNG (xorshift64*).
@@ -36,27 +36,7 @@ fn regions() -> Vec<(u64, u64)> {
 
 /// Checks one read against the model.
 fn check(kvm: &Kvm, m: &Amd64, d: &Dump, va: u64, len: u64) {
-    let mut buf = vec![0u8; len as usize];
-    let got = kvm.read(va, &mut buf);
-    match (m.expect(d, va, len), got) {
-        (Ok(want), Ok(n)) => {
-            assert_eq!(n as u64, len, "short read at {va:#x}");
-            assert!(buf == want, "wrong bytes at {va:#x}+{len:#x}");
-        }
-        (Err(Miss::Unmapped(at)), Err(Error::Translate { va: e, fault })) => {
-            assert_eq!(e, at, "error names the first bad address");
-            assert!(
-                matches!(fault, Fault::Unmapped(_) | Fault::OutOfRange(_)),
-                "{va:#x}: expected unmapped, got {fault}"
-            );
-        }
-        (Err(Miss::NotDumped(at)), Err(Error::Translate { va: e, fault })) => {
-            assert_eq!(e, at, "error names the first bad address");
-            let pa = m.model_pa(at).unwrap();
-            assert_eq!(fault, Fault::NotInDump { pa }, "{va:#x}");
-        }
-        (want, got) => panic!("{va:#x}+{len:#x}: model says {want:?}, library says {got:?}"),
-    }
+    fixture::assert_read(kvm, va, len, m.expect(d, va, len), |a| m.model_pa(a));
 }
 
 /// Fixed probes across page, superpage and mapping boundaries, plus 3000

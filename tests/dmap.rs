@@ -5,8 +5,8 @@
 mod fixture;
 use fixture::c::{hex, run_capi_test};
 use fixture::dmap::{off, DmapArch, DmapMachine, Dump, ARM64_16K, ARM64_4K, MMIO, RISCV, VERSION};
-use fixture::{Fill, Miss, Scratch};
-use kvm::{Error, Fault, Kvm};
+use fixture::{Fill, Scratch};
+use kvm::Kvm;
 use std::fmt::Write as _;
 
 /// Every (architecture, version) pair the formats define.
@@ -24,22 +24,7 @@ fn cases() -> Vec<(&'static DmapArch, u32)> {
 }
 
 fn check(kvm: &Kvm, m: &DmapMachine, d: &Dump, va: u64, len: u64) {
-    let mut buf = vec![0u8; len as usize];
-    match (m.expect(d, va, len), kvm.read(va, &mut buf)) {
-        (Ok(want), Ok(n)) => {
-            assert_eq!(n as u64, len);
-            assert!(buf == want, "wrong bytes at {va:#x}+{len:#x}");
-        }
-        (Err(Miss::Unmapped(at)), Err(Error::Translate { va: e, fault })) => {
-            assert_eq!(e, at);
-            assert!(matches!(fault, Fault::Unmapped(_)), "{va:#x}: {fault}");
-        }
-        (Err(Miss::NotDumped(at)), Err(Error::Translate { va: e, fault })) => {
-            assert_eq!(e, at);
-            assert!(matches!(fault, Fault::NotInDump { .. }), "{va:#x}: {fault}");
-        }
-        (want, got) => panic!("{va:#x}+{len:#x}: model {want:?}, library {got:?}"),
-    }
+    fixture::assert_read(kvm, va, len, m.expect(d, va, len), |a| m.pa_of(a));
 }
 
 fn open(s: &Scratch, m: &DmapMachine, d: &Dump) -> Kvm {

@@ -6,7 +6,7 @@ mod fixture;
 use fixture::c::{hex, run_capi_test};
 use fixture::i386::*;
 use fixture::{Miss, Scratch, PAGE};
-use kvm::{Error, Fault, Kvm, Symbol};
+use kvm::{Error, Kvm, Symbol};
 use std::fmt::Write as _;
 
 /// A tiny deterministic PRNG (xorshift64*).
@@ -41,27 +41,7 @@ fn regions(m: &I386) -> Vec<(u64, u64)> {
 
 /// Checks one read against the model.
 fn check(kvm: &Kvm, m: &I386, d: &Dump, va: u64, len: u64) {
-    let mut buf = vec![0u8; len as usize];
-    let got = kvm.read(va, &mut buf);
-    match (m.expect(d, va, len), got) {
-        (Ok(want), Ok(n)) => {
-            assert_eq!(n as u64, len, "short read at {va:#x}");
-            assert!(buf == want, "wrong bytes at {va:#x}+{len:#x}");
-        }
-        (Err(Miss::Unmapped(at)), Err(Error::Translate { va: e, fault })) => {
-            assert_eq!(e, at, "error names the first bad address");
-            assert!(
-                matches!(fault, Fault::Unmapped(_) | Fault::OutOfRange(_)),
-                "{va:#x}: expected unmapped, got {fault}"
-            );
-        }
-        (Err(Miss::NotDumped(at)), Err(Error::Translate { va: e, fault })) => {
-            assert_eq!(e, at, "error names the first bad address");
-            let pa = m.model_pa(at).unwrap();
-            assert_eq!(fault, Fault::NotInDump { pa }, "{va:#x}");
-        }
-        (want, got) => panic!("{va:#x}+{len:#x}: model says {want:?}, library says {got:?}"),
-    }
+    fixture::assert_read(kvm, va, len, m.expect(d, va, len), |a| m.model_pa(a));
 }
 
 /// Fixed probes across page, superpage, PDE and map boundaries, plus 3000
