@@ -125,12 +125,8 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         bitmap: bitmapsize,
         pmap: pmapsize,
     };
-    let bad_core = |e| match e {
-        Error::BadCore(m) => bad(m),
-        e => e,
-    };
-    let (layout, map_off) = sizes.layout(s.core).map_err(bad_core)?;
-    let mem = Minidump::new(s.core, layout).map_err(bad_core)?;
+    let (layout, map_off) = sizes.layout(s.core, "page map").map_err(|e| e.within("amd64 minidump"))?;
+    let mem = Minidump::new(s.core, layout).map_err(|e| e.within("amd64 minidump"))?;
     Ok(Box::new(Amd64Minidump {
         mem,
         v1: version == 1,

@@ -101,11 +101,7 @@ struct Arm64Minidump {
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let bad = |m: String| Error::BadCore(format!("arm64 minidump: {m}"));
-    let bad_core = |e| match e {
-        Error::BadCore(m) => bad(m),
-        e => e,
-    };
-    let mut h = DmapHeader::parse(s.core).map_err(bad_core)?;
+    let mut h = DmapHeader::parse(s.core).map_err(|e| e.within("arm64 minidump"))?;
     if !(1..=3).contains(&h.version) {
         return Err(bad(format!("unknown version {} (expected 1, 2 or 3)", h.version)));
     }
@@ -114,9 +110,9 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         FLAG_PS_16K => 16384,
         f => return Err(bad(format!("unknown page size flag {f:#x} (4 KiB and 16 KiB are known)"))),
     };
-    let (layout, map_off) = h.sizes.layout(s.core).map_err(bad_core)?;
+    let (layout, map_off) = h.sizes.layout(s.core, "page map").map_err(|e| e.within("arm64 minidump"))?;
     Ok(Box::new(Arm64Minidump {
-        mem: Minidump::new(s.core, layout).map_err(bad_core)?,
+        mem: Minidump::new(s.core, layout).map_err(|e| e.within("arm64 minidump"))?,
         map_off,
         map_entries: h.sizes.pmap / 8,
         kernbase: h.kernbase,

@@ -15,7 +15,7 @@ use super::i386::{
 };
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::minidump::{round_page, Layout, Minidump};
+use crate::minidump::{Minidump, Sizes};
 use crate::pagetable::{Format, Frame, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
@@ -113,36 +113,15 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     } else {
         0
     };
-    let round = |x: u64| round_page(x, PAGE_SIZE).expect("u32 sizes cannot overflow");
-    let avail_off = PAGE_SIZE + round(msgbufsize);
-    let bitmap_off = avail_off + round(availsize);
-    let map_off = bitmap_off + round(bitmapsize);
-    let sparse_off = map_off + round(ptesize);
-    for (name, off, size) in [
-        ("dump_avail page", avail_off, availsize),
-        ("bitmap", bitmap_off, bitmapsize),
-        ("PTE section", map_off, ptesize),
-    ] {
-        if s.core.get(off, size).is_none() {
-            return Err(bad(format!(
-                "the {name} ({size} bytes at {off:#x}) lies past the end of the {}-byte file",
-                s.core.len()
-            )));
-        }
-    }
-    let mem = Minidump::new(
-        s.core,
-        Layout {
-            page_size: PAGE_SIZE,
-            dump_avail: (availsize > 0).then_some((avail_off, availsize)),
-            bitmap: (bitmap_off, bitmapsize),
-            sparse_off,
-        },
-    )
-    .map_err(|e| match e {
-        Error::BadCore(m) => bad(m),
-        e => e,
-    })?;
+    let sizes = Sizes {
+        page_size: PAGE_SIZE,
+        msgbuf: msgbufsize,
+        dump_avail: availsize,
+        bitmap: bitmapsize,
+        pmap: ptesize,
+    };
+    let (layout, map_off) = sizes.layout(s.core, "PTE section").map_err(|e| e.within("i386 minidump"))?;
+    let mem = Minidump::new(s.core, layout).map_err(|e| e.within("i386 minidump"))?;
     let map = Root::File {
         off: map_off,
         count: ptesize / if pae { 8 } else { 4 },

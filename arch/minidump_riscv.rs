@@ -87,17 +87,13 @@ struct RiscvMinidump {
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let bad = |m: String| Error::BadCore(format!("riscv minidump: {m}"));
-    let bad_core = |e| match e {
-        Error::BadCore(m) => bad(m),
-        e => e,
-    };
-    let h = DmapHeader::parse(s.core).map_err(bad_core)?;
+    let h = DmapHeader::parse(s.core).map_err(|e| e.within("riscv minidump"))?;
     if !(1..=2).contains(&h.version) {
         return Err(bad(format!("unknown version {} (expected 1 or 2)", h.version)));
     }
-    let (layout, map_off) = h.sizes.layout(s.core).map_err(bad_core)?;
+    let (layout, map_off) = h.sizes.layout(s.core, "page map").map_err(|e| e.within("riscv minidump"))?;
     Ok(Box::new(RiscvMinidump {
-        mem: Minidump::new(s.core, layout).map_err(bad_core)?,
+        mem: Minidump::new(s.core, layout).map_err(|e| e.within("riscv minidump"))?,
         root: Root::File {
             off: map_off,
             count: h.sizes.pmap / 8,

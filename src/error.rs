@@ -51,6 +51,14 @@ impl Error {
     pub fn fault(va: u64, fault: Fault) -> Self {
         Error::Translate { va, fault }
     }
+
+    /// Names the format a bad-core message concerns ("amd64 minidump: ...").
+    pub fn within(self, format: &str) -> Self {
+        match self {
+            Error::BadCore(m) => Error::BadCore(format!("{format}: {m}")),
+            e => e,
+        }
+    }
 }
 
 impl fmt::Display for Fault {

@@ -68,23 +68,29 @@ pub struct Sizes {
 
 impl Sizes {
     /// Lays the sections out as every FreeBSD minidump writer does: header
-    /// page, message buffer, dump_avail, bitmap, page map, then the dumped
-    /// pages, each section rounded up to the page size. Returns the layout
-    /// and the page map's offset; fails if a section lies past the end of
-    /// the file.
-    pub fn layout(&self, image: &Image) -> Result<(Layout, u64)> {
+    /// page, message buffer, dump_avail, bitmap, page map (`map_name`, e.g.
+    /// "page map" or "PTE section"), then the dumped pages, each section
+    /// rounded up to the page size. Returns the layout and the page map's
+    /// offset; fails naming the first section, in file order, that lies
+    /// past the end of the file.
+    pub fn layout(&self, image: &Image, map_name: &str) -> Result<(Layout, u64)> {
         let ps = self.page_size;
         let r = |x: u64| round_page(x, ps).expect("u32 sizes cannot overflow");
         let avail_off = ps + r(self.msgbuf);
         let bitmap_off = avail_off + r(self.dump_avail);
         let map_off = bitmap_off + r(self.bitmap);
         let sparse_off = map_off + r(self.pmap);
-        if image.get(map_off, self.pmap).is_none() {
-            return Err(Error::BadCore(format!(
-                "the page map ({} bytes at {map_off:#x}) lies past the end of the {}-byte file",
-                self.pmap,
-                image.len()
-            )));
+        for (name, off, size) in [
+            ("dump_avail page", avail_off, self.dump_avail),
+            ("bitmap", bitmap_off, self.bitmap),
+            (map_name, map_off, self.pmap),
+        ] {
+            if image.get(off, size).is_none() {
+                return Err(Error::BadCore(format!(
+                    "the {name} ({size} bytes at {off:#x}) lies past the end of the {}-byte file",
+                    image.len()
+                )));
+            }
         }
         let layout = Layout {
             page_size: ps,
