@@ -296,31 +296,67 @@ pub unsafe extern "C" fn kvm_kerndisp(kd: *mut kvm_t) -> kssize_t {
     kd.as_ref().map_or(0, |kd| kd.kvm.kerndisp())
 }
 
-/// Resolves each name in `nl` (up to an entry with a NULL or empty name).
-/// Returns the number of names not found (their `n_type` and `n_value` are
-/// set to 0), or -1 on error.
-#[no_mangle]
-pub unsafe extern "C" fn kvm_nlist2(kd: *mut kvm_t, nl: *mut kvm_nlist) -> c_int {
+/// An entry of a symbol list: `struct kvm_nlist` or `struct nlist`.
+trait NlistEntry {
+    /// The name to resolve.
+    fn name(&self) -> *const c_char;
+    /// Stores a result (type and value 0 for a name not found); false when
+    /// the value does not fit the entry.
+    fn set(&mut self, n_type: u8, value: u64) -> bool;
+}
+
+impl NlistEntry for kvm_nlist {
+    fn name(&self) -> *const c_char {
+        self.n_name
+    }
+    fn set(&mut self, n_type: u8, value: u64) -> bool {
+        self.n_type = n_type;
+        self.n_value = value;
+        true
+    }
+}
+
+impl NlistEntry for nlist {
+    fn name(&self) -> *const c_char {
+        self.n_name
+    }
+    fn set(&mut self, n_type: u8, value: u64) -> bool {
+        #[allow(irrefutable_let_patterns)] // c_ulong is u64 on LP64 hosts
+        let Ok(v) = c_ulong::try_from(value) else {
+            return false;
+        };
+        self.n_type = n_type;
+        self.n_value = v;
+        // FreeBSD's kvm_nlist clears these for every entry.
+        self.n_other = 0;
+        self.n_desc = 0;
+        true
+    }
+}
+
+/// Resolves each entry of `nl` up to one with a NULL or empty name; returns
+/// how many were not found, or -1 on error (`func` names the entry point).
+unsafe fn resolve_list<E: NlistEntry>(kd: *mut kvm_t, nl: *mut E, func: &str) -> c_int {
     let Some(k) = kd.as_ref() else { return -1 };
     if nl.is_null() {
-        k.set_err("kvm_nlist2: NULL list");
+        k.set_err(&format!("{func}: NULL list"));
         return -1;
     }
     guard(kd, -1, || {
         let mut missing = 0;
         let mut p = nl;
-        while !(*p).n_name.is_null() && *(*p).n_name != 0 {
-            let name = CStr::from_ptr((*p).n_name).to_str().ok();
-            match name.and_then(|n| k.kvm.symbol(n)) {
-                Some(s) => {
-                    (*p).n_type = s.n_type;
-                    (*p).n_value = s.value;
-                }
-                None => {
-                    (*p).n_type = 0;
-                    (*p).n_value = 0;
-                    missing += 1;
-                }
+        while !(*p).name().is_null() && *(*p).name() != 0 {
+            let name = CStr::from_ptr((*p).name()).to_str().ok();
+            let sym = name.and_then(|n| k.kvm.symbol(n));
+            let (n_type, value) = sym.map_or((0, 0), |s| (s.n_type, s.value));
+            missing += c_int::from(sym.is_none());
+            if !(*p).set(n_type, value) {
+                k.set_err(&format!(
+                    "{func}: value {value:#x} of {} does not fit in unsigned long; use \
+                     kvm_nlist2",
+                    name.unwrap_or("?")
+                ));
+                return -1;
             }
             p = p.add(1);
         }
@@ -328,48 +364,19 @@ pub unsafe extern "C" fn kvm_nlist2(kd: *mut kvm_t, nl: *mut kvm_nlist) -> c_int
     })
 }
 
+/// Resolves each name in `nl` (up to an entry with a NULL or empty name).
+/// Returns the number of names not found (their `n_type` and `n_value` are
+/// set to 0), or -1 on error.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_nlist2(kd: *mut kvm_t, nl: *mut kvm_nlist) -> c_int {
+    resolve_list(kd, nl, "kvm_nlist2")
+}
+
 /// Resolves each name in the a.out-style list `nl`, as `kvm_nlist2()`.
 /// Fails (-1) if a value does not fit in `unsigned long`.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_nlist(kd: *mut kvm_t, nl: *mut nlist) -> c_int {
-    let Some(k) = kd.as_ref() else { return -1 };
-    if nl.is_null() {
-        k.set_err("kvm_nlist: NULL list");
-        return -1;
-    }
-    guard(kd, -1, || {
-        let mut missing = 0;
-        let mut p = nl;
-        while !(*p).n_name.is_null() && *(*p).n_name != 0 {
-            let name = CStr::from_ptr((*p).n_name).to_str().ok();
-            match name.and_then(|n| k.kvm.symbol(n)) {
-                Some(s) => {
-                    #[allow(irrefutable_let_patterns)] // c_ulong is u64 on LP64 hosts
-                    let Ok(v) = c_ulong::try_from(s.value) else {
-                        k.set_err(&format!(
-                            "kvm_nlist: value {:#x} of {} does not fit in unsigned long; use \
-                             kvm_nlist2",
-                            s.value,
-                            name.unwrap_or("?")
-                        ));
-                        return -1;
-                    };
-                    (*p).n_type = s.n_type;
-                    (*p).n_value = v;
-                }
-                None => {
-                    (*p).n_type = 0;
-                    (*p).n_value = 0;
-                    missing += 1;
-                }
-            }
-            // FreeBSD's kvm_nlist clears these for every entry.
-            (*p).n_other = 0;
-            (*p).n_desc = 0;
-            p = p.add(1);
-        }
-        missing
-    })
+    resolve_list(kd, nl, "kvm_nlist")
 }
 
 /// Reads `len` bytes of kernel virtual memory at `kva` into `buf`. Returns
