@@ -3,23 +3,9 @@
 
 mod fixture;
 use fixture::amd64::*;
-use fixture::{Fill, Scratch, PAGE};
+use fixture::{Fill, Rng, Scratch, PAGE};
 use kvm::{Error, Kvm};
 use std::sync::Arc;
-
-/// A tiny deterministic PRNG (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Regions worth reading: (start, length).
 fn regions() -> Vec<(u64, u64)> {
@@ -347,17 +333,7 @@ fn walk_pages_match_model() {
         // (Version 1 maps only the kernel image, all of it dumped.)
         assert!(d.version == 1 || want.iter().any(|p| p.offset.is_none()));
         assert!(want.iter().any(|p| p.kmap_vaddr == 0 && p.offset.is_some()));
-        let mut got = Vec::new();
-        assert!(kvm
-            .walk_pages(|p| {
-                got.push(*p);
-                true
-            })
-            .unwrap());
-        assert_eq!(got.len(), want.len(), "version {}: page count", d.version);
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g, w, "version {}: page {i}", d.version);
-        }
+        let got = fixture::assert_walk(&kvm, &want, &format!("version {}", d.version));
         // Every reported offset holds the bytes of its physical page.
         for p in got.iter().filter(|p| p.offset.is_some()).step_by(97) {
             let off = p.offset.unwrap() as usize;

@@ -105,17 +105,7 @@ fn walk_pages_match_model() {
             want.iter().any(|p| p.offset.is_none()),
             "undumped pages exist"
         );
-        let mut got = Vec::with_capacity(want.len());
-        assert!(kvm
-            .walk_pages(|p| {
-                got.push(*p);
-                true
-            })
-            .unwrap());
-        assert_eq!(got.len(), want.len(), "{:?} v{version}", arch.magic);
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g, w, "{:?} v{version}: page {i}", arch.magic);
-        }
+        fixture::assert_walk(&kvm, &want, &format!("{:?} v{version}", arch.magic));
     }
 }
 

@@ -5,23 +5,9 @@
 mod fixture;
 use fixture::c::{hex, run_capi_test};
 use fixture::i386::*;
-use fixture::{Miss, Scratch, PAGE};
+use fixture::{Miss, Rng, Scratch, PAGE};
 use kvm::{Error, Kvm, Symbol};
 use std::fmt::Write as _;
-
-/// A tiny deterministic PRNG (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Regions worth reading: (start, length).
 fn regions(m: &I386) -> Vec<(u64, u64)> {
@@ -498,17 +484,7 @@ fn walk_pages_match_model() {
                     want.iter().any(|p| p.offset.is_none()),
                     "undumped pages exist"
                 );
-                let mut got = Vec::with_capacity(want.len());
-                assert!(kvm
-                    .walk_pages(|p| {
-                        got.push(*p);
-                        true
-                    })
-                    .unwrap());
-                assert_eq!(got.len(), want.len(), "{mode:?} {era:?} {:?}", d.kmap);
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert_eq!(g, w, "{mode:?} {era:?} {:?}: page {i}", d.kmap);
-                }
+                fixture::assert_walk(&kvm, &want, &format!("{mode:?} {era:?} {:?}", d.kmap));
             }
         }
     }
