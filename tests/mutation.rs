@@ -1,0 +1,177 @@
+//! Corrupted dumps of every format: random bytes of the headers, bitmaps,
+//! page maps, page tables and program headers are overwritten, and opening,
+//! reading, symbol lookup and page walks must return errors or data, never
+//! panic (tests build with overflow checks, so an arithmetic overflow on a
+//! hostile value panics here too) and never read outside the file.
+
+mod fixture;
+use fixture::amd64::Amd64;
+use fixture::dmap::{DmapMachine, ARM64_16K, ARM64_4K, RISCV};
+use fixture::i386::{Era, Mode, I386};
+use fixture::{Fill, Rng, Scratch};
+use kvm::Kvm;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// A kernel, a good dump, and addresses worth reading in it.
+struct Case {
+    name: String,
+    kernel: Vec<u8>,
+    core: Vec<u8>,
+    /// How much of the file's start holds headers and maps worth corrupting.
+    meta: usize,
+    probes: Vec<u64>,
+}
+
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    let a = Amd64::new(2 << 20, Fill::Pattern);
+    let amd64_probes = vec![
+        fixture::amd64::va::VERSION,
+        fixture::amd64::va::K4,
+        fixture::amd64::va::K2M,
+        fixture::amd64::DMAP_MIN + 0x0100_0000,
+    ];
+    let full = a.full_dump(false).bytes;
+    v.push(Case {
+        name: "amd64 full".into(),
+        kernel: a.kernel(),
+        meta: 4096,
+        probes: amd64_probes.clone(),
+        core: full,
+    });
+    for version in 1..=3 {
+        let d = a.minidump(version);
+        v.push(Case {
+            name: format!("amd64 minidump v{version}"),
+            kernel: a.kernel(),
+            meta: d.offsets.values().min().copied().unwrap_or(0) as usize,
+            probes: amd64_probes.clone(),
+            core: d.bytes,
+        });
+    }
+    for mode in [Mode::NoPae, Mode::Pae] {
+        let m = I386::new(mode, Era::New, false);
+        let probes = vec![m.va.version, m.va.k4, m.va.ksp, m.va.low + 0x5000];
+        v.push(Case {
+            name: format!("i386 {mode:?} full"),
+            kernel: m.kernel(),
+            meta: 4096,
+            probes: probes.clone(),
+            core: m.full_dump().bytes,
+        });
+        let d = m.minidump(2);
+        v.push(Case {
+            name: format!("i386 {mode:?} minidump"),
+            kernel: m.kernel(),
+            meta: d.offsets.values().min().copied().unwrap_or(0) as usize,
+            probes,
+            core: d.bytes,
+        });
+    }
+    for (arch, version) in [(&ARM64_4K, 3), (&ARM64_16K, 3), (&RISCV, 2)] {
+        let m = DmapMachine::new(arch, Fill::Pattern);
+        let d = m.minidump(version);
+        let kb = arch.kernbase;
+        v.push(Case {
+            name: format!("{} v{version}", String::from_utf8_lossy(&arch.magic[9..22])),
+            kernel: m.kernel(),
+            meta: d.offsets.values().min().copied().unwrap_or(0) as usize,
+            probes: vec![
+                m.syms[0].value,
+                kb + 0x1000_0000,
+                kb + 0x2000_0000,
+                arch.dmapbase + 0x10_0000,
+            ],
+            core: d.bytes,
+        });
+    }
+    v
+}
+
+/// Opens and exercises a (possibly corrupt) dump; panics only on a bug.
+fn exercise(kvm: &Kvm, probes: &[u64]) {
+    let mut buf = vec![0u8; 8192];
+    for &va in probes {
+        for len in [8usize, 4096, 8192] {
+            let _ = kvm.read(va, &mut buf[..len]);
+            let _ = kvm.read(va.wrapping_add(0x1ff8), &mut buf[..len]);
+        }
+        let _ = kvm.translate(va);
+    }
+    let _ = kvm.symbol("version");
+    let mut n = 0u32;
+    let _ = kvm.walk_pages(|_| {
+        n += 1;
+        n < 20_000
+    });
+}
+
+#[test]
+fn corrupted_dumps_never_panic() {
+    use std::os::unix::fs::FileExt;
+    let s = Scratch::new("mutation");
+    let mut rng = Rng(0x5eed);
+    let (mut opened, mut rounds) = (0, 0);
+    for case in cases() {
+        let kernel = s.file("kernel", &case.kernel);
+        // The intact dump first: it must open and read.
+        let path = s.file("core", &case.core);
+        exercise(&Kvm::open(&kernel, &path).unwrap(), &case.probes);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let len = case.core.len() as u64;
+        for round in 0..150 {
+            // Corrupt 1 to 8 places in the file, mostly in the headers and
+            // maps, some anywhere (page-table pages live among the data),
+            // and sometimes cut the file short; undo it all afterwards.
+            let mut spots = Vec::new();
+            for _ in 0..1 + rng.below(8) {
+                let at = if rng.below(4) == 0 {
+                    rng.below(len)
+                } else {
+                    rng.below(case.meta.max(64) as u64)
+                };
+                let width = [1, 4, 8][rng.below(3) as usize].min(len - at);
+                let value = match rng.below(4) {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => rng.next() & 0xffff_ffff,
+                    _ => rng.next(),
+                };
+                file.write_all_at(&value.to_le_bytes()[..width as usize], at)
+                    .unwrap();
+                spots.push((at, width));
+            }
+            let cut = (rng.below(8) == 0).then(|| rng.below(len));
+            if let Some(cut) = cut {
+                file.set_len(cut).unwrap();
+            }
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                Kvm::open(&kernel, &path)
+                    .map(|kvm| exercise(&kvm, &case.probes))
+                    .is_ok()
+            }));
+            let Ok(did_open) = result else {
+                panic!(
+                    "{} round {round}: a corrupt dump made the library panic",
+                    case.name
+                );
+            };
+            opened += usize::from(did_open);
+            rounds += 1;
+            if let Some(cut) = cut {
+                file.set_len(len).unwrap();
+                file.write_all_at(&case.core[cut as usize..], cut).unwrap();
+            }
+            for (at, width) in spots {
+                file.write_all_at(&case.core[at as usize..(at + width) as usize], at)
+                    .unwrap();
+            }
+        }
+    }
+    // Not every corruption is caught at open: reads and walks ran too.
+    assert!(
+        opened > rounds / 4,
+        "only {opened} of {rounds} corrupt dumps opened"
+    );
+    eprintln!("{opened} of {rounds} corrupt dumps opened and were read and walked");
+}
