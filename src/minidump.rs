@@ -161,10 +161,10 @@ impl DmapHeader {
             base: u64_at(offset_of!(DmapMinidumpHdr, dmapbase)),
             end: u64_at(offset_of!(DmapMinidumpHdr, dmapend)),
         };
-        if dmap.end < dmap.base {
+        if dmap.end < dmap.base || dmap.phys.checked_add(dmap.end - dmap.base).is_none() {
             return Err(Error::BadCore(format!(
-                "direct map ends ({:#x}) before it starts ({:#x})",
-                dmap.end, dmap.base
+                "direct map [{:#x}, {:#x}) from physical {:#x} is reversed or overflows",
+                dmap.base, dmap.end, dmap.phys
             )));
         }
         Ok(DmapHeader {
@@ -277,15 +277,15 @@ impl Minidump {
         (page < r.end).then(|| r.first_bit + (page - r.first))
     }
 
-    /// Physical address of bitmap bit `bit` (the inverse of `bit_of`).
-    fn page_of(&self, bit: u64) -> u64 {
-        match &self.avail {
-            None => bit,
-            Some(ranges) => {
-                let i = ranges.partition_point(|r| r.first_bit <= bit) - 1;
-                ranges[i].first + (bit - ranges[i].first_bit)
-            }
-        }
+    /// Physical page of bitmap bit `bit` (the inverse of `bit_of`); `None`
+    /// for a bit past the last dump_avail range (a corrupt bitmap).
+    fn page_of(&self, bit: u64) -> Option<u64> {
+        let Some(ranges) = &self.avail else {
+            return Some(bit);
+        };
+        let r = &ranges[last_at_or_below(ranges, bit, |r| r.first_bit)?];
+        let page = r.first + (bit - r.first_bit);
+        (page < r.end).then_some(page)
     }
 
     /// Physical addresses of the dumped pages, in file order.
@@ -307,8 +307,10 @@ impl Minidump {
                 }
                 let b = w.trailing_zeros();
                 w &= w - 1;
-                Some(self.page_of(i as u64 * 64 + u64::from(b)) << self.page_shift)
+                Some(self.page_of(i as u64 * 64 + u64::from(b)))
             })
+            .flatten()
+            .map(|page| page << self.page_shift)
         })
     }
 }
@@ -344,6 +346,11 @@ fn read_dump_avail(image: &Image, off: u64, size: u64, ps: u64) -> Result<Vec<Av
             first_bit: next_bit,
         });
         next_bit += end - first;
+    }
+    if ranges.is_empty() {
+        return Err(Error::BadCore(
+            "minidump dump_avail holds no memory ranges".into(),
+        ));
     }
     Ok(ranges)
 }

@@ -69,6 +69,9 @@ impl DirectMap {
 
     /// The physical address of direct-map address `va`, if it is in range.
     pub fn pa_of(&self, va: u64) -> Option<u64> {
-        (va >= self.base && va < self.end).then(|| va - self.base + self.phys)
+        if va < self.base || va >= self.end {
+            return None;
+        }
+        (va - self.base).checked_add(self.phys)
     }
 }

@@ -110,7 +110,17 @@ fn exercise(kvm: &Kvm, probes: &[u64]) {
 fn corrupted_dumps_never_panic() {
     use std::os::unix::fs::FileExt;
     let s = Scratch::new("mutation");
-    let mut rng = Rng(0x5eed);
+    // KVM_MUTATION_SEED and KVM_MUTATION_ROUNDS explore beyond the fixed
+    // default run: `KVM_MUTATION_SEED=7 KVM_MUTATION_ROUNDS=2000 cargo test
+    // --test mutation`.
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mut rng = Rng(env("KVM_MUTATION_SEED", 0x5eed));
+    let per_case = env("KVM_MUTATION_ROUNDS", 150);
     let (mut opened, mut rounds) = (0, 0);
     for case in cases() {
         let kernel = s.file("kernel", &case.kernel);
@@ -119,16 +129,16 @@ fn corrupted_dumps_never_panic() {
         exercise(&Kvm::open(&kernel, &path).unwrap(), &case.probes);
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let len = case.core.len() as u64;
-        for round in 0..150 {
-            // Corrupt 1 to 8 places in the file, mostly in the headers and
-            // maps, some anywhere (page-table pages live among the data),
-            // and sometimes cut the file short; undo it all afterwards.
+        for round in 0..per_case {
+            // Corrupt 1 to 8 places in the file: header fields, the maps,
+            // anywhere (page-table pages live among the data); sometimes
+            // cut the file short. Undo it all afterwards.
             let mut spots = Vec::new();
             for _ in 0..1 + rng.below(8) {
-                let at = if rng.below(4) == 0 {
-                    rng.below(len)
-                } else {
-                    rng.below(case.meta.max(64) as u64)
+                let at = match rng.below(3) {
+                    0 => rng.below(128.min(len)), // the header's fields
+                    1 => rng.below(case.meta.max(64) as u64),
+                    _ => rng.below(len),
                 };
                 let width = [1, 4, 8][rng.below(3) as usize].min(len - at);
                 let value = match rng.below(4) {
