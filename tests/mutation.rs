@@ -155,6 +155,18 @@ fn corrupted_dumps_never_panic() {
             if let Some(cut) = cut {
                 file.set_len(cut).unwrap();
             }
+            // Sometimes the kernel image is corrupt too (its symbol table,
+            // section headers, ELF header).
+            let kernel = if rng.below(8) == 0 {
+                let mut k = case.kernel.clone();
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(k.len() as u64) as usize;
+                    k[at] = rng.next() as u8;
+                }
+                s.file("bad-kernel", &k)
+            } else {
+                kernel.clone()
+            };
             let result = catch_unwind(AssertUnwindSafe(|| {
                 Kvm::open(&kernel, &path)
                     .map(|kvm| exercise(&kvm, &case.probes))
