@@ -180,17 +180,17 @@ fn find_pml4(core: &ElfCore, image: &Image, kernbase: u64, var: u64) -> Result<u
     if let Some(root) = recorded.into_iter().chain([linked]).find_map(check) {
         return Ok(root);
     }
+    // Only memory the file holds can hold the variable: a hostile segment
+    // size cannot make this scan long.
     let phase = linked % NBPDR;
-    for (start, end) in core.ranges() {
-        let mut pa = (start & !(NBPDR - 1)) + phase;
-        if pa < start {
-            pa += NBPDR;
-        }
-        while pa < end {
-            if let Some(root) = check(pa) {
+    for (start, end) in core.ranges_in_file(image.len()) {
+        let first = (start & !(NBPDR - 1)) | phase;
+        let mut pa = if first < start { first.checked_add(NBPDR) } else { Some(first) };
+        while let Some(p) = pa.filter(|&p| p < end) {
+            if let Some(root) = check(p) {
                 return Ok(root);
             }
-            pa += NBPDR;
+            pa = p.checked_add(NBPDR);
         }
     }
     Err(Error::BadCore(format!(

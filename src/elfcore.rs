@@ -121,9 +121,14 @@ impl ElfCore {
         })
     }
 
-    /// Physical address ranges present in the dump, in ascending order.
-    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.segs.iter().map(|s| (s.pa, s.pa + s.size))
+    /// Physical address ranges whose bytes the file really holds (a
+    /// segment of a truncated core is cut at the end of the file), in
+    /// ascending order.
+    pub fn ranges_in_file(&self, file_len: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.segs.iter().filter_map(move |s| {
+            let held = file_len.saturating_sub(s.off).min(s.size);
+            (held > 0).then(|| (s.pa, s.pa + held))
+        })
     }
 }
 

@@ -334,9 +334,11 @@ fn read_dump_avail(image: &Image, off: u64, size: u64, ps: u64) -> Result<Vec<Av
             break;
         }
         let first = start / ps;
-        if end < start || ranges.last().is_some_and(|r| first < r.first) {
+        // The kernel numbers bits through disjoint, ascending ranges.
+        if end < start || ranges.last().is_some_and(|r| first < r.end) {
             return Err(Error::BadCore(format!(
-                "minidump dump_avail range [{start:#x}, {end:#x}) is reversed or out of order"
+                "minidump dump_avail range [{start:#x}, {end:#x}) is reversed, out of order or \
+                 overlaps the one before"
             )));
         }
         let end = end.div_ceil(ps);
@@ -345,6 +347,7 @@ fn read_dump_avail(image: &Image, off: u64, size: u64, ps: u64) -> Result<Vec<Av
             end,
             first_bit: next_bit,
         });
+        // Disjoint ascending ranges of pages cannot sum past 2^64 / ps.
         next_bit += end - first;
     }
     if ranges.is_empty() {

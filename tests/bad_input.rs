@@ -90,7 +90,16 @@ fn lying_minidump_headers() {
     let mut v = good.clone();
     v[avail..avail + 8].copy_from_slice(&0x9000_0000u64.to_le_bytes());
     v[avail + 8..avail + 16].copy_from_slice(&0x8000_0000u64.to_le_bytes());
-    open_err(&s, &k, &v, "reversed or out of order");
+    open_err(&s, &k, &v, "reversed, out of order");
+
+    // dump_avail ranges overlapping (their bit numbers would overflow).
+    let mut v = good.clone();
+    for i in 0..64 {
+        let at = avail + 16 * i;
+        v[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
+        v[at + 8..at + 16].copy_from_slice(&0xffff_ffff_ffff_f000u64.to_le_bytes());
+    }
+    open_err(&s, &k, &v, "overlaps the one before");
 
     // The direct map ending before it starts.
     let mut v = good;
@@ -118,6 +127,25 @@ fn lying_elf_cores() {
     let second = phoff + 56;
     v[second + 24..second + 32].copy_from_slice(&0x2000u64.to_le_bytes());
     open_err(&s, &k, &v, "overlap");
+    // A segment at the very top of physical memory, and one claiming 2^60
+    // bytes of a small file: the search for the page tables must end at
+    // once, with an error, without overflowing.
+    let mut v = good.clone();
+    v[phoff + 16..phoff + 24].copy_from_slice(&0xffff_ffff_ffe0_0000u64.to_le_bytes()); // p_paddr
+    v[phoff + 32..phoff + 40].copy_from_slice(&0x1f_ffffu64.to_le_bytes()); // p_filesz
+    v[56..58].copy_from_slice(&1u16.to_le_bytes());
+    open_err(&s, &k, &v, "cannot find the kernel page tables");
+    let mut v = good[..2 << 20].to_vec();
+    v[phoff + 16..phoff + 24].copy_from_slice(&0x1000_0000u64.to_le_bytes());
+    v[phoff + 32..phoff + 40].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    v[56..58].copy_from_slice(&1u16.to_le_bytes());
+    let t = std::time::Instant::now();
+    open_err(&s, &k, &v, "cannot find the kernel page tables");
+    assert!(
+        t.elapsed().as_secs() < 10,
+        "the page-table search scanned what the file does not hold"
+    );
+
     // No PT_LOAD at all.
     let mut v = good;
     v[56..58].copy_from_slice(&0u16.to_le_bytes());
