@@ -145,8 +145,9 @@ kvm_t *kvm_openfiles(const char *execfile,
                      char *errbuf);
 
 /*
- Opens like `kvm_openfiles()`, but reports errors on stderr, prefixed with
- `errstr` when it is not NULL (also for later errors on the handle).
+ Opens like `kvm_openfiles()`, but reports a failure to open on stderr,
+ prefixed with `errstr` when it is not NULL. Later errors on the handle
+ are only recorded for `kvm_geterr()`, as in FreeBSD.
  */
 kvm_t *kvm_open(const char *execfile,
                 const char *corefile,
@@ -160,8 +161,9 @@ kvm_t *kvm_open(const char *execfile,
 int kvm_close(kvm_t *kd);
 
 /*
- The text of the handle's last error ("" for NULL or before any error).
- The string stays valid until the next failing call on the handle.
+ The text of the last error on the handle in this thread ("" for NULL or
+ before any error). The string stays valid until the next failing call on
+ the handle in this thread, or `kvm_close()`.
  */
 char *kvm_geterr(kvm_t *kd);
 

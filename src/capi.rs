@@ -11,11 +11,14 @@ use crate::error::Error;
 use crate::kvm::{Kvm, Resolver};
 use libc::{c_char, c_int, c_uchar, c_uint, c_ulong, c_void, off_t, size_t, ssize_t};
 use static_assertions::{assert_eq_size, const_assert_eq};
-use std::ffi::{CStr, CString};
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, OsStr};
 use std::io::Write;
 use std::mem::offset_of;
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A kernel virtual address of the dumped machine (any architecture).
 pub type kvaddr_t = u64;
@@ -99,10 +102,8 @@ const _: () = {
 /// The handle behind `kvm_t` (`typedef struct __kvm kvm_t`).
 pub struct __kvm {
     kvm: Kvm,
-    /// `kvm_open()`'s errstr: errors are also printed to stderr with it.
-    program: Option<CString>,
-    /// Text of the last error, NUL-terminated, for `kvm_geterr()`.
-    errbuf: Mutex<[u8; KVM_ERRBUF_SIZE]>,
+    /// Unique for the life of the process (addresses are reused).
+    id: u64,
 }
 
 /// The opaque handle type of the C API.
@@ -112,6 +113,16 @@ pub type kvm_t = __kvm;
 /// `*addr` and returns 0, or returns non-zero when the name is unknown.
 pub type kvm_resolver_t =
     Option<unsafe extern "C" fn(name: *const c_char, addr: *mut kvaddr_t) -> c_int>;
+
+type ErrBuf = Box<[u8; KVM_ERRBUF_SIZE]>;
+
+thread_local! {
+    /// This thread's last error text for each handle, for `kvm_geterr()`.
+    /// Per thread, because any number of threads may read through one
+    /// handle: each sees its own failures, and no text is written while
+    /// another thread reads it.
+    static ERRORS: RefCell<Vec<(u64, ErrBuf)>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Copies `msg` into a C buffer of `KVM_ERRBUF_SIZE` bytes, NUL-terminated.
 unsafe fn copy_msg(dst: *mut c_char, msg: &str) {
@@ -127,16 +138,45 @@ fn print_err(program: &CStr, msg: &str) {
     let _ = writeln!(std::io::stderr(), "{}: {msg}", program.to_string_lossy());
 }
 
+/// Sets `errno` (the C library's thread-local error number).
+fn set_errno(e: c_int) {
+    // SAFETY: each C library's errno accessor returns this thread's errno.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    unsafe {
+        *libc::__errno_location() = e;
+    }
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "dragonfly"
+    ))]
+    unsafe {
+        *libc::__error() = e;
+    }
+    #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+    unsafe {
+        *libc::__errno() = e;
+    }
+}
+
 impl __kvm {
-    /// Records `msg` as the handle's error (and prints it for `kvm_open`).
+    /// Records `msg` as this thread's last error on the handle. Like
+    /// FreeBSD's soft errors, it is not printed, even for `kvm_open()`.
     fn set_err(&self, msg: &str) {
-        if let Some(p) = &self.program {
-            print_err(p, msg);
-        }
-        let mut buf = self.errbuf.lock().unwrap_or_else(|e| e.into_inner());
-        let n = msg.len().min(KVM_ERRBUF_SIZE - 1);
-        buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
-        buf[n] = 0;
+        ERRORS.with_borrow_mut(|all| {
+            let i = match all.iter().position(|(id, _)| *id == self.id) {
+                Some(i) => i,
+                None => {
+                    all.push((self.id, Box::new([0; KVM_ERRBUF_SIZE])));
+                    all.len() - 1
+                }
+            };
+            let buf = &mut all[i].1;
+            let n = msg.len().min(KVM_ERRBUF_SIZE - 1);
+            buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
+            buf[n] = 0;
+        });
     }
 }
 
@@ -151,17 +191,13 @@ fn guard<T>(kd: *const kvm_t, on_panic: T, f: impl FnOnce() -> T) -> T {
     })
 }
 
-unsafe fn path_arg<'a>(
-    p: *const c_char,
-    default: &'a str,
-) -> Result<std::borrow::Cow<'a, str>, Error> {
+/// A file name from C (any bytes but NUL), or `default` for NULL.
+unsafe fn path_arg(p: *const c_char, default: &str) -> &Path {
     if p.is_null() {
-        return Ok(default.into());
+        Path::new(default)
+    } else {
+        Path::new(OsStr::from_bytes(CStr::from_ptr(p).to_bytes()))
     }
-    CStr::from_ptr(p)
-        .to_str()
-        .map(Into::into)
-        .map_err(|_| Error::InvalidArgument("file name is not valid UTF-8"))
 }
 
 unsafe fn open_common(
@@ -169,15 +205,15 @@ unsafe fn open_common(
     corefile: *const c_char,
     flags: c_int,
     resolver: kvm_resolver_t,
-    program: Option<CString>,
 ) -> Result<Box<kvm_t>, Error> {
-    // FreeBSD accepts the access modes and O_CLOEXEC; dumps are only read.
-    if flags & !(libc::O_ACCMODE | libc::O_CLOEXEC) != 0 {
+    // FreeBSD's _kvm_open rejects `flag & ~O_RDWR` (so O_WRONLY too); we
+    // also take O_CLOEXEC, which Linux callers may pass. Dumps are only read.
+    if flags & !(libc::O_RDWR | libc::O_CLOEXEC) != 0 {
         return Err(Error::InvalidArgument("bad flags arg"));
     }
     // NULL names mean the running system's kernel and memory, as in FreeBSD.
-    let exec = path_arg(execfile, "/boot/kernel/kernel")?;
-    let core = path_arg(corefile, "/dev/mem")?;
+    let exec = path_arg(execfile, "/boot/kernel/kernel");
+    let core = path_arg(corefile, "/dev/mem");
     let resolver: Option<Resolver> = resolver.map(|r| {
         Box::new(move |name: &str| {
             let c = CString::new(name).ok()?;
@@ -186,11 +222,10 @@ unsafe fn open_common(
             (unsafe { r(c.as_ptr(), &mut addr) } == 0).then_some(addr)
         }) as Resolver
     });
-    let kvm = Kvm::open_with_resolver(&*exec, &*core, resolver)?;
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     Ok(Box::new(__kvm {
-        kvm,
-        program,
-        errbuf: Mutex::new([0; KVM_ERRBUF_SIZE]),
+        kvm: Kvm::open_with_resolver(exec, core, resolver)?,
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
     }))
 }
 
@@ -209,7 +244,7 @@ pub unsafe extern "C" fn kvm_open2(
     guard(
         std::ptr::null(),
         std::ptr::null_mut(),
-        || match open_common(execfile, corefile, flags, resolver, None) {
+        || match open_common(execfile, corefile, flags, resolver) {
             Ok(kd) => Box::into_raw(kd),
             Err(e) => {
                 copy_msg(errbuf, &e.to_string());
@@ -232,8 +267,9 @@ pub unsafe extern "C" fn kvm_openfiles(
     kvm_open2(execfile, corefile, flags, errbuf, None)
 }
 
-/// Opens like `kvm_openfiles()`, but reports errors on stderr, prefixed with
-/// `errstr` when it is not NULL (also for later errors on the handle).
+/// Opens like `kvm_openfiles()`, but reports a failure to open on stderr,
+/// prefixed with `errstr` when it is not NULL. Later errors on the handle
+/// are only recorded for `kvm_geterr()`, as in FreeBSD.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_open(
     execfile: *const c_char,
@@ -243,45 +279,47 @@ pub unsafe extern "C" fn kvm_open(
     errstr: *const c_char,
 ) -> *mut kvm_t {
     let _ = swapfile; // dumps have no swap
-    guard(std::ptr::null(), std::ptr::null_mut(), || {
-        let program = (!errstr.is_null()).then(|| CStr::from_ptr(errstr).to_owned());
-        match open_common(execfile, corefile, flags, None, program.clone()) {
+    guard(
+        std::ptr::null(),
+        std::ptr::null_mut(),
+        || match open_common(execfile, corefile, flags, None) {
             Ok(kd) => Box::into_raw(kd),
             Err(e) => {
-                if let Some(p) = &program {
-                    print_err(p, &e.to_string());
+                if !errstr.is_null() {
+                    print_err(CStr::from_ptr(errstr), &e.to_string());
                 }
                 std::ptr::null_mut()
             }
-        }
-    })
+        },
+    )
 }
 
 /// Closes a handle. Returns 0, or -1 with errno EINVAL for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_close(kd: *mut kvm_t) -> c_int {
     if kd.is_null() {
-        *libc::__errno_location() = libc::EINVAL;
+        set_errno(libc::EINVAL);
         return -1;
     }
     guard(std::ptr::null(), -1, || {
-        drop(Box::from_raw(kd));
+        let kd = Box::from_raw(kd);
+        ERRORS.with_borrow_mut(|all| all.retain(|(id, _)| *id != kd.id));
         0
     })
 }
 
-/// The text of the handle's last error ("" for NULL or before any error).
-/// The string stays valid until the next failing call on the handle.
+/// The text of the last error on the handle in this thread ("" for NULL or
+/// before any error). The string stays valid until the next failing call on
+/// the handle in this thread, or `kvm_close()`.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_geterr(kd: *mut kvm_t) -> *mut c_char {
     static EMPTY: [u8; 1] = [0];
-    match kd.as_ref() {
-        None => EMPTY.as_ptr() as *mut c_char,
-        Some(kd) => {
-            let buf = kd.errbuf.lock().unwrap_or_else(|e| e.into_inner());
-            buf.as_ptr() as *mut c_char
-        }
-    }
+    let id = kd.as_ref().map(|k| k.id);
+    let text = ERRORS.with_borrow(|all| {
+        let (_, buf) = all.iter().find(|(i, _)| Some(*i) == id)?;
+        Some(buf.as_ptr())
+    });
+    text.unwrap_or(EMPTY.as_ptr()) as *mut c_char
 }
 
 /// 1 when the dump's architecture is the host's, else 0.

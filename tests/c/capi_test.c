@@ -59,7 +59,9 @@
  * Checks independent of EXPECTFILE: errbuf is left untouched by a
  * successful kvm_open2() and holds a message naming the path on failure;
  * kvm_open2() refuses the kernel as the core and bad flags; kvm_openfiles()
- * and kvm_open() (which reports to stderr as "capi_test: ..."); NULL
+ * and kvm_open() (which reports a failure to open to stderr as
+ * "capi_test: ...", but not later read errors); per-thread kvm_geterr()
+ * text; O_WRONLY refused as by FreeBSD; NULL
  * handles for kvm_close(), kvm_geterr() and kvm_native(); zero-length
  * reads; kvm_write() fails as read-only; kvm_kerndisp() is 0; kvm_nlist2()
  * of an empty list and at an "" terminator.
@@ -801,6 +803,12 @@ static void check_open_failures(const char *kernel, const char *core)
 	if (kd != NULL)
 		kvm_close(kd);
 
+	/* FreeBSD rejects flags & ~O_RDWR, so O_WRONLY too. */
+	kd = kvm_open2(kernel, core, O_WRONLY, errbuf, NULL);
+	check(kd == NULL, "kvm_open2(O_WRONLY): got a handle, expected NULL");
+	if (kd != NULL)
+		kvm_close(kd);
+
 	memset(errbuf, 'X', sizeof(errbuf));
 	kd = kvm_open2(kernel, core, 0x40000000, errbuf, NULL);
 	check(kd == NULL, "kvm_open2(flags 0x40000000): got a handle, expected NULL");
@@ -843,9 +851,68 @@ static void check_other_opens(const char *kernel, const char *core)
 
 	kd = kvm_open(kernel, core, NULL, O_RDONLY, "capi_test");
 	if (check(kd != NULL, "kvm_open(KERNEL, CORE): got NULL, expected a handle")) {
+		/*
+		 * A failed read is a soft error: recorded for kvm_geterr(), not
+		 * printed (the Rust side checks stderr has no "invalid address").
+		 */
+		char b[8];
+		ssize_t n = kvm_read2(kd, 0, b, sizeof(b));
+		const char *e = kvm_geterr(kd);
+
+		check(n == -1 && e != NULL && strstr(e, "invalid address") != NULL,
+		    "kvm_open handle, kvm_read2(0): got %zd \"%s\", expected -1 and "
+		    "\"invalid address ...\"",
+		    n, nlname(e));
 		r = kvm_close(kd);
 		check(r == 0, "kvm_close(kvm_open handle): got %d, expected 0", r);
 	}
+}
+
+/* ---- Per-thread error text -------------------------------------------- */
+
+struct errthread {
+	kvm_t *kd;
+	int ok;
+};
+
+static void *fail_and_geterr(void *p)
+{
+	struct errthread *t = p;
+	char b[8];
+	const char *e;
+
+	/* A fresh thread has no error of its own yet. */
+	e = kvm_geterr(t->kd);
+	t->ok = e != NULL && e[0] == '\0';
+	t->ok &= kvm_read2(t->kd, 8, b, sizeof(b)) == -1;
+	e = kvm_geterr(t->kd);
+	t->ok &= e != NULL && strstr(e, "invalid address (0x8)") != NULL;
+	return NULL;
+}
+
+/*
+ * kvm_geterr() gives each thread its own last error on a handle: another
+ * thread's failure neither shows in it nor overwrites it.
+ */
+static void check_errors_per_thread(kvm_t *kd)
+{
+	struct errthread t = { kd, 0 };
+	pthread_t th;
+	char b[8];
+	const char *e;
+
+	kvm_read2(kd, 0, b, sizeof(b));
+	if (!check(pthread_create(&th, NULL, fail_and_geterr, &t) == 0,
+	    "pthread_create failed"))
+		return;
+	pthread_join(th, NULL);
+	check(t.ok, "per-thread kvm_geterr: the other thread did not see exactly "
+	    "its own error");
+	e = kvm_geterr(kd);
+	check(e != NULL && strstr(e, "invalid address (0x0)") != NULL,
+	    "kvm_geterr after another thread failed: got \"%s\", expected this "
+	    "thread's \"invalid address (0x0) ...\"",
+	    nlname(e));
 }
 
 static void check_null_handle(void)
@@ -1048,6 +1115,7 @@ int main(int argc, char **argv)
 		check_nlist2_all(kd);
 		check_nlist2_empty_terminator(kd);
 		check_handle_misc(kd);
+		check_errors_per_thread(kd);
 		check_other_opens(argv[1], argv[2]);
 
 		r = kvm_close(kd);
