@@ -26,8 +26,11 @@ const MAGIC: &[u8; 23] = b"minidump FreeBSD/arm64\0";
 const L3_PAGE: u64 = 0b11;
 /// `ATTR_S1_AP(ATTR_S1_AP_RO)`: read-only.
 const ATTR_AP_RO: u64 = 1 << 7;
-/// `ATTR_S1_PXN`, `ATTR_S1_UXN`: execute-never.
-const ATTR_XN: u64 = (1 << 53) | (1 << 54);
+/// `ATTR_S1_PXN`: execute-never at EL1, where the kernel runs. (FreeBSD's
+/// pmap sets `ATTR_S1_UXN` on every kernel mapping, so only PXN says
+/// whether kernel code may run there; libkvm tests both and never reports
+/// kernel text executable.)
+const ATTR_PXN: u64 = 1 << 53;
 /// The output address of a 4 KiB page, bits 12-49: everything else
 /// (attributes, DBM, software bits, XN) is stripped (`~AARCH64_ATTR_MASK`).
 const FRAME_4K: u64 = 0x0003_ffff_ffff_f000;
@@ -64,7 +67,7 @@ fn entry_prot(e: u64) -> u8 {
     if e & ATTR_AP_RO == 0 {
         p |= prot::WRITE;
     }
-    if e & ATTR_XN == 0 {
+    if e & ATTR_PXN == 0 {
         p |= prot::EXECUTE;
     }
     p
