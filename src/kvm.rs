@@ -114,24 +114,13 @@ impl Kvm {
     /// even after some bytes were copied; the error names the address.
     #[inline]
     pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<usize> {
-        let file = self.core.bytes();
-        // Fast path: the whole read lies in one translated span of the file.
-        if let Ok(span) = self.vtop.kvatop(&self.core, va) {
-            if (buf.len() as u64) <= span.len {
-                if let Some(src) = self.core.get(span.off, buf.len() as u64) {
-                    buf.copy_from_slice(src);
-                    return Ok(buf.len());
-                }
-            }
+        if buf.is_empty() {
+            return Ok(0);
         }
+        let file = self.core.bytes();
         let mut done = 0usize;
-        while done < buf.len() {
-            let addr = va.checked_add(done as u64).ok_or_else(|| {
-                Error::fault(
-                    va,
-                    Fault::OutOfRange("the read runs past the top of the address space".into()),
-                )
-            })?;
+        let mut addr = va;
+        loop {
             let span = self
                 .vtop
                 .kvatop(&self.core, addr)
@@ -143,11 +132,16 @@ impl Kvm {
             let n = want.min(file.len() - start);
             buf[done..done + n].copy_from_slice(&file[start..start + n]);
             done += n;
-            if n < want {
-                break; // the core file ended early
+            if n < want || done == buf.len() {
+                return Ok(done); // done, or the core file ended early
             }
+            addr = va.checked_add(done as u64).ok_or_else(|| {
+                Error::fault(
+                    va,
+                    Fault::OutOfRange("the read runs past the top of the address space".into()),
+                )
+            })?;
         }
-        Ok(done)
     }
 
     /// Reads exactly `buf.len()` bytes, treating a short read as an error.

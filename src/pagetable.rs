@@ -9,6 +9,7 @@
 use crate::error::Fault;
 use crate::image::Image;
 use crate::physmem::PhysMem;
+use std::collections::HashSet;
 
 /// A test on an entry: `(entry & mask == value) != negate`, and, when
 /// `any` is not 0, at least one of the `any` bits set (riscv: a valid leaf
@@ -257,9 +258,10 @@ impl<const N: usize> Format<N> {
     /// ascending table order (`mapping.pa` is the frame, without offset).
     /// Returns false as soon as `f` does.
     ///
-    /// The walk streams: nothing is collected. Entries pointing to a table
-    /// already on the current path (a loop, such as a recursive slot) are
-    /// not followed, and tables missing from the dump are skipped, so a
+    /// The walk streams leaves; it remembers only which tables it has
+    /// entered, and enters each at most once, so a loop (such as a
+    /// recursive slot) or a table shared by hostile entries cannot make it
+    /// repeat itself. Tables missing from the dump are skipped, so a
     /// damaged dump yields what can be read. `va_bits` sign-extends the
     /// addresses of physical-root walks (64: none).
     pub fn walk<M: PhysMem + ?Sized>(
@@ -270,70 +272,72 @@ impl<const N: usize> Format<N> {
         va_bits: u32,
         f: &mut dyn FnMut(u64, &Mapping) -> bool,
     ) -> bool {
-        let mut path = [u64::MAX; N];
+        let mut w = Walk {
+            format: self,
+            image,
+            mem,
+            va_bits,
+            entered: HashSet::new(),
+            f,
+        };
         match root {
             Root::Phys(pa) => {
-                path[0] = pa;
-                self.walk_table(image, mem, 0, pa, 0, va_bits, &mut path, f)
+                w.entered.insert(pa);
+                w.table(0, pa, 0)
             }
             Root::File { off, count, base } => {
                 let esz = u64::from(self.entry_size);
                 (0..count).all(|i| match self.entry(image, off + i * esz) {
-                    Some(e) => {
-                        let va = base.wrapping_add(i << self.levels[0].shift);
-                        self.visit(image, mem, 0, va, e, va_bits, &mut path, f)
-                    }
+                    Some(e) => w.visit(0, base.wrapping_add(i << self.levels[0].shift), e),
                     None => true,
                 })
             }
         }
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn walk_table<M: PhysMem + ?Sized>(
-        &self,
-        image: &Image,
-        mem: &M,
-        depth: usize,
-        table: u64,
-        prefix: u64,
-        va_bits: u32,
-        path: &mut [u64; N],
-        f: &mut dyn FnMut(u64, &Mapping) -> bool,
-    ) -> bool {
-        let lvl = &self.levels[depth];
-        let esz = u64::from(self.entry_size);
-        if mem.locate(table).is_none() {
+/// The state of one [`Format::walk`].
+struct Walk<'a, 'f, const N: usize, M: PhysMem + ?Sized> {
+    format: &'a Format<N>,
+    image: &'a Image,
+    mem: &'a M,
+    va_bits: u32,
+    /// Physical addresses of the tables entered so far.
+    entered: HashSet<u64>,
+    f: &'a mut (dyn FnMut(u64, &Mapping) -> bool + 'f),
+}
+
+impl<const N: usize, M: PhysMem + ?Sized> Walk<'_, '_, N, M> {
+    /// Visits the entries of the table at `table` on level `depth`.
+    fn table(&mut self, depth: usize, table: u64, prefix: u64) -> bool {
+        let lvl = &self.format.levels[depth];
+        let esz = u64::from(self.format.entry_size);
+        // Locate the table once; entries past a break in the file (a table
+        // straddling two segments) are located one by one.
+        let Some(first) = self.mem.locate(table) else {
             return true; // the table page is not in the dump
-        }
+        };
         for index in 0..1u64 << lvl.bits {
-            let Some(span) = mem.locate(table + index * esz) else {
+            let at = index * esz;
+            let off = if at + esz <= first.len {
+                Some(first.off + at)
+            } else {
+                self.mem.locate(table + at).map(|s| s.off)
+            };
+            let Some(e) = off.and_then(|o| self.format.entry(self.image, o)) else {
                 continue;
             };
-            let Some(e) = self.entry(image, span.off) else {
-                continue;
-            };
-            let va = sign_extend(prefix | (index << lvl.shift), va_bits);
-            if !self.visit(image, mem, depth, va, e, va_bits, path, f) {
+            let va = sign_extend(prefix | (index << lvl.shift), self.va_bits);
+            if !self.visit(depth, va, e) {
                 return false;
             }
         }
         true
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn visit<M: PhysMem + ?Sized>(
-        &self,
-        image: &Image,
-        mem: &M,
-        depth: usize,
-        va: u64,
-        e: u64,
-        va_bits: u32,
-        path: &mut [u64; N],
-        f: &mut dyn FnMut(u64, &Mapping) -> bool,
-    ) -> bool {
-        let lvl = &self.levels[depth];
+    /// Reports a leaf, or enters the table an entry points to.
+    fn visit(&mut self, depth: usize, va: u64, e: u64) -> bool {
+        let lvl = &self.format.levels[depth];
         if !lvl.valid.test(e) {
             return true;
         }
@@ -343,13 +347,12 @@ impl<const N: usize> Format<N> {
                 size: 1u64 << lvl.shift,
                 entry: e,
             };
-            return f(va, &m);
+            return (self.f)(va, &m);
         }
-        let next = self.table.of(e);
-        if path[..=depth].contains(&next) {
-            return true; // a loop back to a table on this path
+        let next = self.format.table.of(e);
+        if !self.entered.insert(next) {
+            return true; // a loop, or a table already walked
         }
-        path[depth + 1] = next;
-        self.walk_table(image, mem, depth + 1, next, va, va_bits, path, f)
+        self.table(depth + 1, next, va)
     }
 }

@@ -255,3 +255,38 @@ fn page_table_outside_the_dump() {
         );
     }
 }
+
+/// Hostile page tables that share one table among all entries (512 PDPEs
+/// to one PD, 512 PDEs to one page table: 2^27 paths to the same pages):
+/// the walk enters each table once and ends promptly.
+#[test]
+fn shared_tables_do_not_multiply_a_walk() {
+    use fixture::amd64::{PD, PDP};
+    let mut m = machine();
+    let va = VM_MIN_KERNEL_ADDRESS;
+    let pdpe_slot = m.pt.slot(&mut m.ram, va, PDP);
+    let pde_slot = m.pt.slot(&mut m.ram, va, PD);
+    let (pdpe, pde) = (
+        m.ram.get(pdpe_slot, 8, false),
+        m.ram.get(pde_slot, 8, false),
+    );
+    let (pdp_table, pd_table) = (pdpe_slot & !0xfff, pde_slot & !0xfff);
+    for i in 0..512 {
+        m.ram.set(pdp_table + i * 8, 8, false, pdpe);
+        m.ram.set(pd_table + i * 8, 8, false, pde);
+    }
+    let s = Scratch::new("shared");
+    let kvm = Kvm::open(
+        s.file("k", &m.kernel()),
+        s.file("c", &m.full_dump(false).bytes),
+    )
+    .unwrap();
+    let mut n = 0u64;
+    assert!(kvm
+        .walk_pages(|_| {
+            n += 1;
+            n < 1_000_000
+        })
+        .unwrap());
+    assert!(n < 10_000, "{n} pages reported");
+}
