@@ -79,8 +79,17 @@ typedef int (*kvm_resolver_t)(const char *name, kvaddr_t *addr);
  was not found). The list ends at an entry whose `n_name` is NULL or "".
  */
 struct kvm_nlist {
+  /*
+   The symbol's name (a leading `_` also matches the name without it).
+   */
   const char *n_name;
+  /*
+   Its a.out type (`N_DATA | N_EXT`, ...), 0 when not found.
+   */
   unsigned char n_type;
+  /*
+   Its value, 0 when not found.
+   */
   kvaddr_t n_value;
 };
 

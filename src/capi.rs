@@ -61,8 +61,11 @@ pub const KVM_ERRBUF_SIZE: usize = 2048;
 /// was not found). The list ends at an entry whose `n_name` is NULL or "".
 #[repr(C)]
 pub struct kvm_nlist {
+    /// The symbol's name (a leading `_` also matches the name without it).
     pub n_name: *const c_char,
+    /// Its a.out type (`N_DATA | N_EXT`, ...), 0 when not found.
     pub n_type: c_uchar,
+    /// Its value, 0 when not found.
     pub n_value: kvaddr_t,
 }
 
@@ -71,10 +74,15 @@ pub struct kvm_nlist {
 /// prelude; this definition must match it.
 #[repr(C)]
 pub struct nlist {
+    /// The symbol's name.
     pub n_name: *const c_char,
+    /// Its a.out type, 0 when not found.
     pub n_type: c_uchar,
+    /// Cleared to 0.
     pub n_other: c_char,
+    /// Cleared to 0.
     pub n_desc: i16,
+    /// Its value, 0 when not found.
     pub n_value: c_ulong,
 }
 

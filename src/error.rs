@@ -12,7 +12,10 @@ pub enum Fault {
     Unmapped(String),
     /// Mapped to physical address `pa`, but the dump does not hold that page
     /// (minidumps leave most pages out; full dumps can have holes).
-    NotInDump { pa: u64 },
+    NotInDump {
+        /// The physical address the page tables give.
+        pa: u64,
+    },
     /// The address cannot be a kernel address of this architecture at all.
     OutOfRange(String),
     /// The page tables themselves are damaged or missing from the dump.
@@ -24,7 +27,12 @@ pub enum Fault {
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be opened or mapped.
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
     /// The kernel image is not a usable ELF file.
     BadKernel(String),
     /// The core file is malformed, truncated or lies in its headers.
@@ -34,7 +42,12 @@ pub enum Error {
     /// A kernel symbol the backend needs could not be resolved.
     MissingSymbol(&'static str),
     /// A virtual address could not be translated.
-    Translate { va: u64, fault: Fault },
+    Translate {
+        /// The first address that failed.
+        va: u64,
+        /// Why.
+        fault: Fault,
+    },
     /// A caller's argument is invalid.
     InvalidArgument(&'static str),
     /// Crash dumps are read-only.

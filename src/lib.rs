@@ -11,6 +11,8 @@
 //! [`pagetable`]; physical memory is located by the containers in
 //! [`elfcore`] and [`minidump`].
 
+#![warn(missing_docs)]
+
 pub mod capi;
 pub mod elfcore;
 pub mod error;

@@ -121,7 +121,14 @@ pub enum Root {
     Phys(u64),
     /// A flat entry array in the core file at offset `off` with `count`
     /// entries; entry `i` covers `base + (i << shift)` of the first level.
-    File { off: u64, count: u64, base: u64 },
+    File {
+        /// File offset of entry 0.
+        off: u64,
+        /// Number of entries.
+        count: u64,
+        /// Virtual address entry 0 maps.
+        base: u64,
+    },
 }
 
 /// A successful translation.
