@@ -117,14 +117,27 @@ impl Kvm {
         if buf.is_empty() {
             return Ok(0);
         }
+        let span = self
+            .vtop
+            .kvatop(&self.core, va)
+            .map_err(|f| Error::fault(va, f))?;
+        // Most reads lie in one page: one bounds check and one copy.
+        if buf.len() as u64 <= span.len {
+            if let Some(src) = self.core.get(span.off, buf.len() as u64) {
+                buf.copy_from_slice(src);
+                return Ok(buf.len());
+            }
+        }
+        self.read_spans(va, span, buf)
+    }
+
+    /// The general case of [`Kvm::read`], page by page from `first`, the
+    /// translation of `va`.
+    fn read_spans(&self, va: u64, first: Span, buf: &mut [u8]) -> Result<usize> {
         let file = self.core.bytes();
         let mut done = 0usize;
-        let mut addr = va;
+        let mut span = first;
         loop {
-            let span = self
-                .vtop
-                .kvatop(&self.core, addr)
-                .map_err(|f| Error::fault(addr, f))?;
             let want = (buf.len() - done).min(usize::try_from(span.len).unwrap_or(usize::MAX));
             let start = usize::try_from(span.off)
                 .unwrap_or(usize::MAX)
@@ -135,12 +148,16 @@ impl Kvm {
             if n < want || done == buf.len() {
                 return Ok(done); // done, or the core file ended early
             }
-            addr = va.checked_add(done as u64).ok_or_else(|| {
+            let addr = va.checked_add(done as u64).ok_or_else(|| {
                 Error::fault(
                     va,
                     Fault::OutOfRange("the read runs past the top of the address space".into()),
                 )
             })?;
+            span = self
+                .vtop
+                .kvatop(&self.core, addr)
+                .map_err(|f| Error::fault(addr, f))?;
         }
     }
 
