@@ -2,6 +2,8 @@
 //! the kernel's PML4, with 4 KiB, 2 MiB and 1 GiB pages.
 //!
 //! The MMU description here is shared with the amd64 minidump backend.
+//! `kvm_kerndisp` is 0, as in FreeBSD: a kernel loaded at another physical
+//! address (found below) keeps its linked virtual addresses.
 
 use crate::elfcore::ElfCore;
 use crate::error::{Error, Fault, Result};

@@ -3,6 +3,7 @@
 //! from its PDPT (PAE, 2 MiB superpages, 64-bit physical addresses).
 //!
 //! The MMU descriptions here are shared with the i386 minidump backend.
+//! `kvm_kerndisp` is 0, as in FreeBSD.
 
 use crate::elfcore::ElfCore;
 use crate::error::{Error, Fault, Result};

@@ -7,7 +7,8 @@
 //! `kernbase` in version 1, and one PDE per 2 MiB from `kernbase` in versions
 //! 2 and 3 (1 GiB pages become 512 fake 2 MiB PDEs; the page-table pages the
 //! PDEs point to are among the dumped pages). Addresses in
-//! `[dmapbase, dmapend)` are read through the direct map.
+//! `[dmapbase, dmapend)` are read through the direct map. `kvm_kerndisp` is
+//! 0, as in FreeBSD (the header records no displacement).
 
 use super::amd64::{
     check_canonical, entry_prot, is_amd64_kernel, native, PAGE_SIZE, PDE, PG_FRAME, PTE,

@@ -8,7 +8,7 @@
 //! kernel VM (superpages become fake PTEs, invalid PDEs zero pages): a flat
 //! array of one PTE per 4 KiB page from `kernbase`, 4 bytes each, or 8 when
 //! the header's `paemode` is set. There is no direct map: nothing below
-//! `kernbase` can be read.
+//! `kernbase` can be read. `kvm_kerndisp` is 0, as in FreeBSD.
 
 use super::i386::{
     check_32bit, entry_prot, is_i386_kernel, native, PAGE_SIZE, PG_FRAME, PTE_NOPAE, PTE_PAE,
