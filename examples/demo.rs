@@ -1,9 +1,10 @@
 //! The README's first command: `cargo run --release --example demo`.
 //!
-//! Writes sample FreeBSD/amd64 crash dumps into `target/samples/` (a small
-//! kernel image, an ELF full dump, minidumps v1-v3, and a full dump of a
-//! kernel loaded at a non-default physical address), built by the test
-//! fixture exactly as the FreeBSD kernel writes them. Then opens each one,
+//! Writes sample FreeBSD crash dumps into `target/samples/`, built by the
+//! test fixture exactly as the FreeBSD kernel writes them: amd64 (an ELF
+//! full dump, minidumps v1-v3, and a full dump of a kernel loaded at a
+//! non-default physical address), i386 (a non-PAE full dump and a PAE
+//! minidump), arm64 (a 16 KiB-page minidump) and riscv. Then opens each one,
 //! resolves the `version` symbol, prints the string and a hex dump, and shows
 //! the error for an address that is mapped but not in a minidump.
 
@@ -11,6 +12,8 @@
 mod fixture;
 
 use fixture::amd64::{va, Amd64, MMIO};
+use fixture::dmap::{DmapMachine, ARM64_16K, RISCV};
+use fixture::i386::{Era, Mode, I386};
 use fixture::{write_sparse, Fill};
 use kvm::Kvm;
 use std::path::Path;
@@ -20,21 +23,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let normal = Amd64::new(2 << 20, Fill::Zero);
     let relocated = Amd64::new(22 << 20, Fill::Zero);
-    std::fs::write(dir.join("kernel"), normal.kernel())?;
-    std::fs::write(dir.join("kernel.relocated"), relocated.kernel())?;
+    let (i386, i386_pae) = (
+        I386::with_fill(Mode::NoPae, Era::New, false, Fill::Zero),
+        I386::with_fill(Mode::Pae, Era::New, true, Fill::Zero),
+    );
+    let (arm64, riscv) = (
+        DmapMachine::new(&ARM64_16K, Fill::Zero),
+        DmapMachine::new(&RISCV, Fill::Zero),
+    );
+    for (name, image) in [
+        ("kernel", normal.kernel()),
+        ("kernel.relocated", relocated.kernel()),
+        ("kernel.i386", i386.kernel()),
+        ("kernel.i386-pae", i386_pae.kernel()),
+        ("kernel.arm64", arm64.kernel()),
+        ("kernel.riscv", riscv.kernel()),
+    ] {
+        std::fs::write(dir.join(name), image)?;
+    }
     let samples = [
-        ("vmcore.full", "kernel", normal.full_dump(false)),
-        ("vmcore.minidump1", "kernel", normal.minidump(1)),
-        ("vmcore.minidump2", "kernel", normal.minidump(2)),
-        ("vmcore.minidump3", "kernel", normal.minidump(3)),
+        ("vmcore.full", "kernel", normal.full_dump(false).bytes),
+        ("vmcore.minidump1", "kernel", normal.minidump(1).bytes),
+        ("vmcore.minidump2", "kernel", normal.minidump(2).bytes),
+        ("vmcore.minidump3", "kernel", normal.minidump(3).bytes),
         (
             "vmcore.full.relocated",
             "kernel.relocated",
-            relocated.full_dump(false),
+            relocated.full_dump(false).bytes,
+        ),
+        ("vmcore.i386.full", "kernel.i386", i386.full_dump().bytes),
+        (
+            "vmcore.i386-pae.minidump2",
+            "kernel.i386-pae",
+            i386_pae.minidump(2).bytes,
+        ),
+        (
+            "vmcore.arm64-16k.minidump3",
+            "kernel.arm64",
+            arm64.minidump(3).bytes,
+        ),
+        (
+            "vmcore.riscv.minidump2",
+            "kernel.riscv",
+            riscv.minidump(2).bytes,
         ),
     ];
-    for (core, kernel, dump) in &samples {
-        write_sparse(&dir.join(core), &dump.bytes);
+    for (core, kernel, bytes) in &samples {
+        write_sparse(&dir.join(core), bytes);
         let (kernel, core) = (dir.join(kernel), dir.join(core));
         let kvm = Kvm::open(&kernel, &core)?;
         let sym = kvm.symbol("version").ok_or("no symbol `version`")?;
