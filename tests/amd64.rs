@@ -43,19 +43,7 @@ fn check_all(kvm: &Kvm, m: &Amd64, d: &Dump) {
     ] {
         check(kvm, m, d, va, len);
     }
-    let mut rng = Rng(0x1234_5678_9abc_def1);
-    let regions = regions();
-    for _ in 0..3000 {
-        let (start, size) = regions[rng.below(regions.len() as u64) as usize];
-        let len = match rng.below(4) {
-            0 => 8,
-            1 => 1 + rng.below(64),
-            2 => PAGE,
-            _ => 1 + rng.below(3 * PAGE),
-        };
-        let va = start + rng.below(size);
-        check(kvm, m, d, va, len);
-    }
+    fixture::random_reads(&regions(), 3000, |va, len| check(kvm, m, d, va, len));
 }
 
 fn open(s: &Scratch, m: &Amd64, name: &str, d: &Dump) -> Kvm {
