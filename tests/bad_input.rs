@@ -163,7 +163,12 @@ fn other_kernel(machine: u16, is_64: bool) -> Vec<u8> {
         data: 0x0110_0000,
         bss: 0x0120_0000,
     };
-    elf::kernel_image(t, l, &[KSym::global("kernbase", 0x0080_0000, Place::Abs)])
+    elf::kernel_image(
+        t,
+        l,
+        &[],
+        &[KSym::global("kernbase", 0x0080_0000, Place::Abs)],
+    )
 }
 
 #[test]
