@@ -121,7 +121,7 @@ pub fn check_canonical(va: u64) -> Result<(), Fault> {
 
 /// True for an amd64 kernel image.
 pub fn is_amd64_kernel(p: &Probe<'_>) -> bool {
-    p.kernel.is_64 && !p.kernel.big_endian && p.kernel.machine == EM_X86_64
+    p.kernel_is(true, EM_X86_64) && !p.kernel.big_endian
 }
 
 fn probe(p: &Probe<'_>) -> bool {
@@ -220,16 +220,17 @@ impl Translator for Amd64Elf {
     /// map are reported by their direct-map address only; other leaves also
     /// carry the direct-map address of their memory.
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
-        Ok(MMU.walk(image, &self.core, Root::Phys(self.pml4), 48, &mut |va, m| {
+        MMU.walk(image, &self.core, Root::Phys(self.pml4), 48, &mut |va, m| {
             let in_dmap = DMAP.pa_of(va).is_some();
             f(&Page {
                 paddr: m.pa,
                 kmap_vaddr: if in_dmap { 0 } else { va },
                 dmap_vaddr: if in_dmap { va } else { DMAP.va_of(m.pa) },
                 prot: entry_prot(m.entry),
-                offset: self.core.locate(m.pa).map(|s| s.off),
+                offset: self.core.offset_in(image, m.pa),
                 len: m.size,
             })
-        }))
+        })
+        .map_err(|fault| Error::BadCore(format!("page walk: {fault}")))
     }
 }

@@ -12,7 +12,6 @@ use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{prot, Page};
-use byteorder::{ByteOrder, LittleEndian};
 use linkme::distributed_slice;
 use object::elf::EM_386;
 
@@ -141,7 +140,7 @@ fn above_4g() -> Fault {
 /// True for an i386 kernel image (`_kvm_probe_elf_kernel(kd, ELFCLASS32,
 /// EM_386)`).
 pub fn is_i386_kernel(p: &Probe<'_>) -> bool {
-    !p.kernel.is_64 && !p.kernel.big_endian && p.kernel.machine == EM_386
+    p.kernel_is(false, EM_386) && !p.kernel.big_endian
 }
 
 fn probe(p: &Probe<'_>) -> bool {
@@ -286,7 +285,7 @@ fn read32(core: &ElfCore, image: &Image, pa: u64) -> Option<u32> {
     if span.len < 4 {
         return None;
     }
-    image.get(span.off, 4).map(LittleEndian::read_u32)
+    image.le32(span.off)
 }
 
 /// Picks the mode `int pae_mode` names, read through a validated root.
@@ -325,13 +324,14 @@ impl Translator for I386Elf {
                 kmap_vaddr: va,
                 dmap_vaddr: 0,
                 prot: entry_prot(m.entry),
-                offset: self.core.locate(m.pa).map(|s| s.off),
+                offset: self.core.offset_in(image, m.pa),
                 len: m.size,
             })
         };
-        Ok(match self.mmu {
+        match self.mmu {
             Mmu::Pae(root) => PAE.walk(image, &self.core, Root::Phys(root), 64, &mut visit),
             Mmu::NoPae(root) => NOPAE.walk(image, &self.core, Root::Phys(root), 64, &mut visit),
-        })
+        }
+        .map_err(|fault| Error::BadCore(format!("page walk: {fault}")))
     }
 }

@@ -97,10 +97,17 @@ fn field64(h: &[u8], off: usize) -> u64 {
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let bad = |m: String| Error::BadCore(format!("amd64 minidump: {m}"));
-    let h = s
+    if s.core.len() < PAGE_SIZE {
+        return Err(bad(format!(
+            "{} bytes is too short for the header page",
+            s.core.len()
+        )));
+    }
+    let h: [u8; size_of::<MinidumpHdr>()] = s
         .core
-        .get(0, PAGE_SIZE)
-        .ok_or_else(|| bad(format!("{} bytes is too short for the header page", s.core.len())))?;
+        .array(0)
+        .ok_or_else(|| bad("the header page cannot be read".into()))?;
+    let h = &h[..];
     let version = field32(h, offset_of!(MinidumpHdr, version));
     if !(1..=3).contains(&version) {
         return Err(bad(format!("unknown version {version} (expected 1, 2 or 3)")));
@@ -179,10 +186,10 @@ impl Translator for Amd64Minidump {
             base: self.kernbase,
         };
         let (mem, dmap) = (&self.mem, &self.dmap);
-        Ok(if self.v1 {
+        if self.v1 {
             mem.walk_pages(image, &MAP_V1, root, dmap, entry_prot, f)
         } else {
             mem.walk_pages(image, &MAP_V2, root, dmap, entry_prot, f)
-        })
+        }
     }
 }

@@ -74,10 +74,7 @@ fn entry_prot(e: u64) -> u8 {
 }
 
 fn probe(p: &Probe<'_>) -> bool {
-    p.kernel.is_64
-        && !p.kernel.big_endian
-        && p.kernel.machine == EM_AARCH64
-        && p.core_starts_with(MAGIC)
+    p.kernel_is(true, EM_AARCH64) && !p.kernel.big_endian && p.core_starts_with(MAGIC)
 }
 
 fn native() -> bool {
@@ -160,10 +157,10 @@ impl Translator for Arm64Minidump {
     /// direct-map addresses forget `dmapphys`; ours do not.)
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         let (mem, dmap) = (&self.mem, &self.dmap);
-        Ok(if self.big {
+        if self.big {
             mem.walk_pages(image, &MAP_16K, self.root(), dmap, entry_prot, f)
         } else {
             mem.walk_pages(image, &MAP_4K, self.root(), dmap, entry_prot, f)
-        })
+        }
     }
 }

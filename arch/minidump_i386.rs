@@ -93,12 +93,17 @@ fn field(h: &[u8], off: usize) -> u64 {
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let bad = |m: String| Error::BadCore(format!("i386 minidump: {m}"));
-    let h = s.core.get(0, PAGE_SIZE).ok_or_else(|| {
-        bad(format!(
+    if s.core.len() < PAGE_SIZE {
+        return Err(bad(format!(
             "{} bytes is too short for the header page",
             s.core.len()
-        ))
-    })?;
+        )));
+    }
+    let h: [u8; size_of::<MinidumpHdr>()] = s
+        .core
+        .array(0)
+        .ok_or_else(|| bad("the header page cannot be read".into()))?;
+    let h = &h[..];
     let version = field(h, offset_of!(MinidumpHdr, version));
     if !(1..=2).contains(&version) {
         return Err(bad(format!("unknown version {version} (expected 1 or 2)")));
@@ -155,11 +160,11 @@ impl Translator for I386Minidump {
     /// so there is no second pass).
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         let (mem, none) = (&self.mem, &DirectMap::NONE);
-        Ok(if self.pae {
+        if self.pae {
             mem.walk_pages(image, &MAP_PAE, self.map, none, entry_prot, f)
         } else {
             mem.walk_pages(image, &MAP_NOPAE, self.map, none, entry_prot, f)
-        })
+        }
     }
 }
 

@@ -64,7 +64,7 @@ fn entry_prot(e: u64) -> u8 {
 }
 
 fn probe(p: &Probe<'_>) -> bool {
-    p.kernel.is_64 && !p.kernel.big_endian && p.kernel.machine == EM_RISCV && p.core_starts_with(MAGIC)
+    p.kernel_is(true, EM_RISCV) && !p.kernel.big_endian && p.core_starts_with(MAGIC)
 }
 
 fn native() -> bool {
@@ -116,6 +116,7 @@ impl Translator for RiscvMinidump {
     /// The page map's leaves, then the dumped pages only the direct map
     /// reaches (FreeBSD's second pass reports nothing on riscv).
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
-        Ok(self.mem.walk_pages(image, &MAP, self.root, &self.dmap, entry_prot, f))
+        self.mem
+            .walk_pages(image, &MAP, self.root, &self.dmap, entry_prot, f)
     }
 }

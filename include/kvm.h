@@ -68,6 +68,23 @@ typedef int kvm_walk_pages_cb_t(struct kvm_page *, void *);
 #define KVM_ERRBUF_SIZE 2048
 
 /*
+ Extension: a `kvm_open2()` flag that reads the core with `pread(2)`
+ instead of mapping it, so that a core another process truncates while
+ it is open gives short reads instead of `SIGBUS` (or zeros past a new
+ end in mid-page). Setting the environment variable `KVM_PREAD` to
+ anything but "" or "0" does the same for programs that cannot pass it.
+ */
+#define KVM_O_PREAD 268435456
+
+/*
+ Extension: a `kvm_open2()` flag that skips the check that the kernel's
+ `version` string matches the dump's (open refuses a kernel that does
+ not belong to the dump). The environment variable `KVM_NOVERIFY` does
+ the same.
+ */
+#define KVM_O_NOVERIFY 536870912
+
+/*
  A symbol resolver for `kvm_open2()`: stores the address of `name` in
  `*addr` and returns 0, or returns non-zero when the name is unknown.
  */
@@ -171,8 +188,10 @@ int kvm_close(kvm_t *kd);
 
 /*
  The text of the last error on the handle in this thread ("" for NULL or
- before any error). The string stays valid until the next failing call on
- the handle in this thread, or `kvm_close()`.
+ before any error). The string stays valid until `kvm_close()`; it
+ changes at the thread's next failing call on the handle (and, once more
+ than 64 threads have failed on one handle, may be given to another
+ thread). Callable from `atexit` handlers and thread-local destructors.
  */
 char *kvm_geterr(kvm_t *kd);
 

@@ -8,17 +8,17 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 use crate::error::Error;
-use crate::kvm::{Kvm, Resolver};
+use crate::kvm::{Kvm, OpenOptions, Resolver};
 use libc::{c_char, c_int, c_uchar, c_uint, c_ulong, c_void, off_t, size_t, ssize_t};
 use static_assertions::{assert_eq_size, const_assert_eq};
-use std::cell::RefCell;
+use std::cell::UnsafeCell;
 use std::ffi::{CStr, CString, OsStr};
 use std::io::Write;
 use std::mem::offset_of;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// A kernel virtual address of the dumped machine (any architecture).
 pub type kvaddr_t = u64;
@@ -107,11 +107,23 @@ const _: () = {
     assert_eq_size!(kvm_page, [u64; 7]);
 };
 
+/// Extension: a `kvm_open2()` flag that reads the core with `pread(2)`
+/// instead of mapping it, so that a core another process truncates while
+/// it is open gives short reads instead of `SIGBUS` (or zeros past a new
+/// end in mid-page). Setting the environment variable `KVM_PREAD` to
+/// anything but "" or "0" does the same for programs that cannot pass it.
+pub const KVM_O_PREAD: c_int = 0x10000000;
+
+/// Extension: a `kvm_open2()` flag that skips the check that the kernel's
+/// `version` string matches the dump's (open refuses a kernel that does
+/// not belong to the dump). The environment variable `KVM_NOVERIFY` does
+/// the same.
+pub const KVM_O_NOVERIFY: c_int = 0x20000000;
+
 /// The handle behind `kvm_t` (`typedef struct __kvm kvm_t`).
 pub struct __kvm {
     kvm: Kvm,
-    /// Unique for the life of the process (addresses are reused).
-    id: u64,
+    errors: ErrorTexts,
 }
 
 /// The opaque handle type of the C API.
@@ -122,14 +134,78 @@ pub type kvm_t = __kvm;
 pub type kvm_resolver_t =
     Option<unsafe extern "C" fn(name: *const c_char, addr: *mut kvaddr_t) -> c_int>;
 
-type ErrBuf = Box<[u8; KVM_ERRBUF_SIZE]>;
+/// The last error text of each thread that failed on a handle, for
+/// `kvm_geterr()`. Per thread, because any number of threads may read
+/// through one handle: each sees its own failures, and no text is written
+/// while another thread reads it. Kept in the handle, not in thread-local
+/// storage, so that calls from `atexit` handlers and thread-local
+/// destructors work, and freed with it. At most `MAX_TEXTS` threads keep a
+/// text: past that, the thread that failed least recently gives its buffer
+/// to the new one.
+struct ErrorTexts(Mutex<Vec<ErrorText>>);
 
-thread_local! {
-    /// This thread's last error text for each handle, for `kvm_geterr()`.
-    /// Per thread, because any number of threads may read through one
-    /// handle: each sees its own failures, and no text is written while
-    /// another thread reads it.
-    static ERRORS: RefCell<Vec<(u64, ErrBuf)>> = const { RefCell::new(Vec::new()) };
+/// One thread's text: a buffer that stays at one address until the handle
+/// is closed, since `kvm_geterr()` returns a pointer into it.
+struct ErrorText {
+    thread: libc::pthread_t,
+    last_use: u64,
+    buf: Box<UnsafeCell<[u8; KVM_ERRBUF_SIZE]>>,
+}
+
+/// Threads whose error texts a handle keeps (2 KiB each).
+const MAX_TEXTS: usize = 64;
+
+impl ErrorTexts {
+    fn new() -> Self {
+        ErrorTexts(Mutex::new(Vec::new()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ErrorText>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `msg` as the calling thread's last error.
+    fn set(&self, msg: &str) {
+        // SAFETY: pthread_self is always safe, even while a thread exits.
+        let me = unsafe { libc::pthread_self() };
+        let mut all = self.lock();
+        let clock = all.iter().map(|t| t.last_use).max().unwrap_or(0) + 1;
+        let i = match all.iter().position(|t| t.thread == me) {
+            Some(i) => i,
+            None if all.len() < MAX_TEXTS => {
+                all.push(ErrorText {
+                    thread: me,
+                    last_use: 0,
+                    buf: Box::new(UnsafeCell::new([0; KVM_ERRBUF_SIZE])),
+                });
+                all.len() - 1
+            }
+            None => {
+                let (i, _) = all
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, t)| t.last_use)
+                    .expect("MAX_TEXTS > 0");
+                all[i].thread = me;
+                i
+            }
+        };
+        all[i].last_use = clock;
+        // SAFETY: written under the lock; see `ErrorText`.
+        let buf = unsafe { &mut *all[i].buf.get() };
+        let n = msg.len().min(KVM_ERRBUF_SIZE - 1);
+        buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
+        buf[n] = 0;
+    }
+
+    /// The calling thread's last error text, if it has one.
+    fn get(&self) -> Option<*mut c_char> {
+        // SAFETY: pthread_self is always safe.
+        let me = unsafe { libc::pthread_self() };
+        let all = self.lock();
+        let t = all.iter().find(|t| t.thread == me)?;
+        Some(t.buf.get().cast())
+    }
 }
 
 /// Copies `msg` into a C buffer of `KVM_ERRBUF_SIZE` bytes, NUL-terminated.
@@ -172,19 +248,7 @@ impl __kvm {
     /// Records `msg` as this thread's last error on the handle. Like
     /// FreeBSD's soft errors, it is not printed, even for `kvm_open()`.
     fn set_err(&self, msg: &str) {
-        ERRORS.with_borrow_mut(|all| {
-            let i = match all.iter().position(|(id, _)| *id == self.id) {
-                Some(i) => i,
-                None => {
-                    all.push((self.id, Box::new([0; KVM_ERRBUF_SIZE])));
-                    all.len() - 1
-                }
-            };
-            let buf = &mut all[i].1;
-            let n = msg.len().min(KVM_ERRBUF_SIZE - 1);
-            buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
-            buf[n] = 0;
-        });
+        self.errors.set(msg);
     }
 }
 
@@ -215,10 +279,15 @@ unsafe fn open_common(
     resolver: kvm_resolver_t,
 ) -> Result<Box<kvm_t>, Error> {
     // FreeBSD's _kvm_open rejects `flag & ~O_RDWR` (so O_WRONLY too); we
-    // also take O_CLOEXEC, which Linux callers may pass. Dumps are only read.
-    if flags & !(libc::O_RDWR | libc::O_CLOEXEC) != 0 {
+    // also take O_CLOEXEC, which Linux callers may pass, and our own
+    // KVM_O_* flags. Dumps are only read.
+    let ours = KVM_O_PREAD | KVM_O_NOVERIFY;
+    if flags & !(libc::O_RDWR | libc::O_CLOEXEC | ours) != 0 {
         return Err(Error::InvalidArgument("bad flags arg"));
     }
+    let env = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    let pread = flags & KVM_O_PREAD != 0 || env("KVM_PREAD");
+    let verify = flags & KVM_O_NOVERIFY == 0 && !env("KVM_NOVERIFY");
     // NULL names mean the running system's kernel and memory, as in FreeBSD.
     let exec = path_arg(execfile, "/boot/kernel/kernel");
     let core = path_arg(corefile, "/dev/mem");
@@ -230,10 +299,13 @@ unsafe fn open_common(
             (unsafe { r(c.as_ptr(), &mut addr) } == 0).then_some(addr)
         }) as Resolver
     });
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let mut options = OpenOptions::new().pread(pread).verify_kernel(verify);
+    if let Some(r) = resolver {
+        options = options.resolver(r);
+    }
     Ok(Box::new(__kvm {
-        kvm: Kvm::open_with_resolver(exec, core, resolver)?,
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        kvm: options.open(exec, core)?,
+        errors: ErrorTexts::new(),
     }))
 }
 
@@ -310,24 +382,21 @@ pub unsafe extern "C" fn kvm_close(kd: *mut kvm_t) -> c_int {
         return -1;
     }
     guard(std::ptr::null(), -1, || {
-        let kd = Box::from_raw(kd);
-        ERRORS.with_borrow_mut(|all| all.retain(|(id, _)| *id != kd.id));
+        drop(Box::from_raw(kd));
         0
     })
 }
 
 /// The text of the last error on the handle in this thread ("" for NULL or
-/// before any error). The string stays valid until the next failing call on
-/// the handle in this thread, or `kvm_close()`.
+/// before any error). The string stays valid until `kvm_close()`; it
+/// changes at the thread's next failing call on the handle (and, once more
+/// than 64 threads have failed on one handle, may be given to another
+/// thread). Callable from `atexit` handlers and thread-local destructors.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_geterr(kd: *mut kvm_t) -> *mut c_char {
     static EMPTY: [u8; 1] = [0];
-    let id = kd.as_ref().map(|k| k.id);
-    let text = ERRORS.with_borrow(|all| {
-        let (_, buf) = all.iter().find(|(i, _)| Some(*i) == id)?;
-        Some(buf.as_ptr())
-    });
-    text.unwrap_or(EMPTY.as_ptr()) as *mut c_char
+    let text = kd.as_ref().and_then(|k| k.errors.get());
+    text.unwrap_or(EMPTY.as_ptr() as *mut c_char)
 }
 
 /// 1 when the dump's architecture is the host's, else 0.

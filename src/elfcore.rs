@@ -10,7 +10,7 @@ use crate::image::Image;
 use crate::physmem::{last_at_or_below, longest, PhysMem, Span};
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
-use object::Endianness;
+use object::{Endianness, ReadRef};
 
 /// One PT_LOAD segment: physical addresses `[pa, pa + size)` at file offset `off`.
 #[derive(Debug, Clone, Copy)]
@@ -20,19 +20,23 @@ struct Segment {
     off: u64,
 }
 
-/// Identity of an ELF file: class, byte order and machine.
+/// Identity of an ELF file: class, byte order, OS ABI, type and machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ElfIdent {
     /// True for ELFCLASS64.
     pub is_64: bool,
     /// True for ELFDATA2MSB.
     pub big_endian: bool,
+    /// `e_ident[EI_OSABI]` (ELFOSABI_FREEBSD for FreeBSD kernels).
+    pub osabi: u8,
+    /// `e_type` (ET_EXEC for kernels, ET_CORE for full dumps).
+    pub e_type: u16,
     /// `e_machine` (EM_X86_64, EM_386, EM_AARCH64, EM_RISCV, ...).
     pub machine: u16,
 }
 
 impl ElfIdent {
-    /// Reads class, byte order and machine from an ELF header, if `data` is one.
+    /// Reads the identity from an ELF header, if `data` starts with one.
     pub fn parse(data: &[u8]) -> Option<ElfIdent> {
         if data.len() < 20 || data[..4] != elf::ELFMAG {
             return None;
@@ -47,17 +51,32 @@ impl ElfIdent {
             elf::ELFDATA2MSB => true,
             _ => return None,
         };
-        let m = [data[18], data[19]];
-        let machine = if big_endian {
-            u16::from_be_bytes(m)
-        } else {
-            u16::from_le_bytes(m)
+        let half = |o: usize| {
+            let b = [data[o], data[o + 1]];
+            if big_endian {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            }
         };
         Some(ElfIdent {
             is_64,
             big_endian,
-            machine,
+            osabi: data[7 /* EI_OSABI */],
+            e_type: half(16),
+            machine: half(18),
         })
+    }
+
+    /// What kind of ELF file this is, by `e_type`, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self.e_type {
+            elf::ET_REL => "relocatable object (ET_REL), such as a kernel module",
+            elf::ET_EXEC => "executable (ET_EXEC)",
+            elf::ET_DYN => "shared object or position-independent executable (ET_DYN)",
+            elf::ET_CORE => "core file (ET_CORE)",
+            _ => "file of unknown type",
+        }
     }
 
     /// A human name for the machine, for error messages.
@@ -99,26 +118,39 @@ pub struct ElfCore {
     segs: Vec<Segment>,
     /// The largest segment, tried first.
     main: Segment,
+    /// 4 KiB pages of memory the file really holds.
+    held_pages: u64,
 }
 
 impl ElfCore {
     /// Parses the program headers of an ELF core file.
     pub fn parse(image: &Image) -> Result<ElfCore> {
-        let data = image.bytes();
+        let mut head = [0u8; 64];
+        let n = image.read_at(0, &mut head)?;
         let ident =
-            ElfIdent::parse(data).ok_or_else(|| Error::BadCore("not an ELF file".into()))?;
-        let (segs, dump_delta) = if ident.is_64 {
-            segments::<elf::FileHeader64<Endianness>>(data)?
-        } else {
-            segments::<elf::FileHeader32<Endianness>>(data)?
+            ElfIdent::parse(&head[..n]).ok_or_else(|| Error::BadCore("not an ELF file".into()))?;
+        let (segs, dump_delta) = match image.mapped() {
+            Some(data) => segments_of(ident, data)?,
+            None => segments_of(ident, &object::ReadCache::new(image.file()))?,
         };
         let main = segs[longest(&segs, |s| s.size)];
+        let held_pages = segs
+            .iter()
+            .map(|s| image.len().saturating_sub(s.off).min(s.size) / 4096)
+            .sum();
         Ok(ElfCore {
             ident,
             dump_delta,
             segs,
             main,
+            held_pages,
         })
+    }
+
+    /// The file offset of physical address `pa`, if the file holds it (a
+    /// segment of a truncated core may claim more than the file holds).
+    pub fn offset_in(&self, image: &Image, pa: u64) -> Option<u64> {
+        self.locate(pa).map(|s| s.off).filter(|&o| o < image.len())
     }
 
     /// Physical address ranges whose bytes the file really holds (a
@@ -134,15 +166,20 @@ impl ElfCore {
 
 type Segments = (Vec<Segment>, Option<(u64, u64)>);
 
-fn segments<H: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<Segments> {
+fn segments_of<'d, R: ReadRef<'d>>(ident: ElfIdent, data: R) -> Result<Segments> {
+    if ident.is_64 {
+        segments::<elf::FileHeader64<Endianness>, R>(data)
+    } else {
+        segments::<elf::FileHeader32<Endianness>, R>(data)
+    }
+}
+
+fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(data: R) -> Result<Segments> {
     let bad = |m: String| Error::BadCore(m);
     let hdr = H::parse(data).map_err(|e| bad(format!("ELF header: {e}")))?;
     let endian = hdr.endian().map_err(|e| bad(format!("ELF header: {e}")))?;
     if hdr.e_type(endian) != elf::ET_CORE {
-        return Err(bad(format!(
-            "ELF file type is {}, not ET_CORE: is this a kernel rather than a vmcore?",
-            hdr.e_type(endian)
-        )));
+        return Err(bad("is an ELF file but not a core file (ET_CORE)".into()));
     }
     // object bounds-checks the program header table against the file.
     let phdrs = hdr
@@ -186,6 +223,10 @@ fn segments<H: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<Segments>
 }
 
 impl PhysMem for ElfCore {
+    fn held_pages(&self) -> u64 {
+        self.held_pages
+    }
+
     #[inline]
     fn locate(&self, pa: u64) -> Option<Span> {
         let s = if pa.wrapping_sub(self.main.pa) < self.main.size {

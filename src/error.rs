@@ -26,17 +26,41 @@ pub enum Fault {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A file could not be opened or mapped.
+    /// A file could not be opened or read.
     Io {
+        /// "kernel" or "core".
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// What the system said.
         source: io::Error,
     },
-    /// The kernel image is not a usable ELF file.
+    /// The path names something other than a regular file.
+    NotAFile {
+        /// "kernel" or "core".
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What it is instead ("directory", "FIFO (named pipe)", ...).
+        kind: &'static str,
+    },
+    /// The file is empty.
+    EmptyFile {
+        /// "kernel" or "core".
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The kernel image is not a usable FreeBSD kernel (the message names
+    /// the file once the handle's open has added it).
     BadKernel(String),
-    /// The core file is malformed, truncated or lies in its headers.
+    /// The core file is malformed, truncated or lies in its headers (the
+    /// message names the file once the handle's open has added it).
     BadCore(String),
+    /// The kernel is not the one that was running when the dump was taken.
+    Mismatch(String),
+    /// Memory for an index of the dump could not be had.
+    OutOfMemory(String),
     /// No backend accepts this kernel and core pair.
     Unsupported(String),
     /// A kernel symbol the backend needs could not be resolved.
@@ -72,6 +96,17 @@ impl Error {
             e => e,
         }
     }
+
+    /// Names the file a kernel or core message concerns ("core PATH: ...").
+    pub fn in_file(self, what: &str, path: &std::path::Path) -> Self {
+        let name = |m: String| format!("{what} {}: {m}", path.display());
+        match self {
+            Error::BadKernel(m) => Error::BadKernel(name(m)),
+            Error::BadCore(m) => Error::BadCore(name(m)),
+            Error::OutOfMemory(m) => Error::OutOfMemory(name(m)),
+            e => e,
+        }
+    }
 }
 
 impl fmt::Display for Fault {
@@ -91,9 +126,23 @@ impl fmt::Display for Fault {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Error::BadKernel(m) => write!(f, "bad kernel image: {m}"),
-            Error::BadCore(m) => write!(f, "bad core file: {m}"),
+            Error::Io { what, path, source } => {
+                write!(f, "{what} {}: {}", path.display(), os_text(source))
+            }
+            Error::NotAFile { what, path, kind } => write!(
+                f,
+                "{what} {}: is a {kind}, not a regular file (expected {})",
+                path.display(),
+                expected(what)
+            ),
+            Error::EmptyFile { what, path } => write!(
+                f,
+                "{what} {}: is an empty file (expected {})",
+                path.display(),
+                expected(what)
+            ),
+            Error::BadKernel(m) | Error::BadCore(m) | Error::Mismatch(m) => f.write_str(m),
+            Error::OutOfMemory(m) => write!(f, "out of memory: {m}"),
             Error::Unsupported(m) => write!(f, "unsupported dump: {m}"),
             Error::MissingSymbol(s) => write!(f, "bad namelist: no symbol {s}"),
             // "invalid address (0x...)" is libkvm's own wording; tools grep it.
@@ -102,6 +151,26 @@ impl fmt::Display for Error {
             Error::ReadOnly => write!(f, "cannot write: crash dumps are opened read-only"),
             Error::NotSupported(m) => write!(f, "not supported: {m}"),
         }
+    }
+}
+
+/// What a file given as `what` should be.
+fn expected(what: &str) -> &'static str {
+    if what == "kernel" {
+        "a FreeBSD kernel image"
+    } else {
+        "a crash dump: an ELF core or a minidump"
+    }
+}
+
+/// The system's text for an I/O error, without Rust's " (os error N)".
+fn os_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map_or_else(|| text.clone(), str::to_owned),
+        None => text,
     }
 }
 

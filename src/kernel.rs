@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::image::Image;
 use object::elf;
 use object::read::elf::{FileHeader, SectionHeader, Sym};
-use object::Endianness;
+use object::{Endianness, ReadRef};
 use std::collections::HashMap;
 
 /// a.out symbol types, from FreeBSD's `sys/nlist_aout.h`.
@@ -45,23 +45,37 @@ pub struct Kernel {
     /// Class, byte order and machine.
     pub ident: ElfIdent,
     symbols: HashMap<Box<str>, (Symbol, bool)>,
+    /// Sections whose contents the file holds: (address, size, offset).
+    initialised: Vec<(u64, u64, u64)>,
 }
+
+/// Symbols, and sections whose contents the file holds.
+type Loaded = (HashMap<Box<str>, (Symbol, bool)>, Vec<(u64, u64, u64)>);
 
 impl Kernel {
     /// Parses the kernel ELF image and indexes its symbol table (`.symtab`,
-    /// or `.dynsym` if the image is stripped).
+    /// or `.dynsym` if the image is stripped). Memory follows the symbols
+    /// the table really holds: entries without a name are skipped, and an
+    /// allocation that fails is an error.
     pub fn parse(image: &Image) -> Result<Kernel> {
-        let data = image.bytes();
-        let ident = ElfIdent::parse(data).ok_or_else(|| {
-            Error::BadKernel("not an ELF file (a FreeBSD kernel image is expected)".into())
+        let mut head = [0u8; 64];
+        let n = image.read_at(0, &mut head)?;
+        let ident = ElfIdent::parse(&head[..n]).ok_or_else(|| {
+            Error::BadKernel("is not an ELF file (expected a FreeBSD kernel image)".into())
         })?;
-        let symbols = if ident.is_64 {
-            load::<elf::FileHeader64<Endianness>>(data)
-        } else {
-            load::<elf::FileHeader32<Endianness>>(data)
-        }
-        .map_err(|e| Error::BadKernel(format!("{e}")))?;
-        Ok(Kernel { ident, symbols })
+        let loaded = match image.mapped() {
+            Some(data) => load_any(ident, data),
+            None => load_any(ident, &object::ReadCache::new(image.file())),
+        };
+        let (symbols, initialised) = loaded.map_err(|e| match e {
+            LoadError::Elf(e) => Error::BadKernel(format!("{e}")),
+            LoadError::Memory => Error::OutOfMemory("the kernel's symbol index".into()),
+        })?;
+        Ok(Kernel {
+            ident,
+            symbols,
+            initialised,
+        })
     }
 
     /// Looks a symbol up by name.
@@ -71,20 +85,64 @@ impl Kernel {
             .or_else(|| self.symbols.get(name.strip_prefix('_')?))
             .map(|&(s, _)| s)
     }
+
+    /// Up to `len` bytes of the kernel's initialised data at address
+    /// `addr`, as the kernel file holds them (fewer at the end of their
+    /// section); `None` when no section of the file holds `addr`.
+    pub fn initialised(&self, image: &Image, addr: u64, len: u64) -> Option<Vec<u8>> {
+        let &(start, size, off) = self
+            .initialised
+            .iter()
+            .find(|&&(start, size, _)| addr.wrapping_sub(start) < size)?;
+        let delta = addr - start;
+        image.read_vec(off.checked_add(delta)?, len.min(size - delta))
+    }
 }
 
-fn load<H: FileHeader<Endian = Endianness>>(
-    data: &[u8],
-) -> object::read::Result<HashMap<Box<str>, (Symbol, bool)>> {
+/// Why a kernel's symbols could not be loaded.
+enum LoadError {
+    Elf(object::read::Error),
+    Memory,
+}
+
+impl From<object::read::Error> for LoadError {
+    fn from(e: object::read::Error) -> Self {
+        LoadError::Elf(e)
+    }
+}
+
+fn load_any<'d, R: ReadRef<'d>>(ident: ElfIdent, data: R) -> Result<Loaded, LoadError> {
+    if ident.is_64 {
+        load::<elf::FileHeader64<Endianness>, R>(data)
+    } else {
+        load::<elf::FileHeader32<Endianness>, R>(data)
+    }
+}
+
+fn load<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(
+    data: R,
+) -> Result<Loaded, LoadError> {
     use ntype::*;
     let hdr = H::parse(data)?;
     let endian = hdr.endian()?;
     let sections = hdr.sections(endian, data)?;
+    let mut initialised = Vec::new();
+    for sh in sections.iter() {
+        let flags: u64 = sh.sh_flags(endian).into();
+        if sh.sh_type(endian) == elf::SHT_PROGBITS && flags & u64::from(elf::SHF_ALLOC) != 0 {
+            initialised.try_reserve(1).map_err(|_| LoadError::Memory)?;
+            initialised.push((
+                sh.sh_addr(endian).into(),
+                sh.sh_size(endian).into(),
+                sh.sh_offset(endian).into(),
+            ));
+        }
+    }
     let mut table = sections.symbols(endian, data, elf::SHT_SYMTAB)?;
     if table.is_empty() {
         table = sections.symbols(endian, data, elf::SHT_DYNSYM)?;
     }
-    let mut map = HashMap::with_capacity(table.len());
+    let mut map = HashMap::new();
     for sym in table.iter() {
         let Ok(name) = table.symbol_name(endian, sym) else {
             continue;
@@ -126,9 +184,14 @@ fn load<H: FileHeader<Endian = Endianness>>(
             Some(&(_, true)) => {}
             Some(&(_, false)) if !global => {}
             _ => {
-                map.insert(name.into(), (value, global));
+                let mut key = String::new();
+                key.try_reserve_exact(name.len())
+                    .map_err(|_| LoadError::Memory)?;
+                key.push_str(name);
+                map.try_reserve(1).map_err(|_| LoadError::Memory)?;
+                map.insert(key.into_boxed_str(), (value, global));
             }
         }
     }
-    Ok(map)
+    Ok((map, initialised))
 }

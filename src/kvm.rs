@@ -1,7 +1,8 @@
 //! The safe Rust API: a handle on one kernel and crash dump.
 
 use crate::error::{Error, Fault, Result};
-use crate::image::Image;
+use crate::identify::{self, Head};
+use crate::image::{Image, ReadMode};
 use crate::kernel::{Kernel, Symbol};
 use crate::physmem::Span;
 use crate::registry::{self, Backend, Probe, Setup, Translator};
@@ -15,6 +16,18 @@ pub type Resolver = Box<dyn Fn(&str) -> Option<u64> + Send + Sync>;
 ///
 /// A `Kvm` is immutable once open: it is `Send` and `Sync`, and any number of
 /// threads may read through one handle at the same time.
+///
+/// ```
+/// # fn main() -> kvm::Result<()> {
+/// # let (kernel, core) = ("tests/data/kernel", "tests/data/vmcore");
+/// let kvm = kvm::Kvm::open(kernel, core)?;
+/// let version = kvm.symbol("version").expect("a FreeBSD kernel has one");
+/// let mut buf = [0u8; 7];
+/// kvm.read_exact(version.value, &mut buf)?;
+/// assert_eq!(&buf, b"FreeBSD");
+/// # Ok(())
+/// # }
+/// ```
 pub struct Kvm {
     kernel: Kernel,
     core: Image,
@@ -31,11 +44,113 @@ impl std::fmt::Debug for Kvm {
     }
 }
 
+/// How to open a dump: the options behind [`Kvm::open`].
+///
+/// ```
+/// # fn main() -> kvm::Result<()> {
+/// # let (kernel, core) = ("tests/data/kernel", "tests/data/vmcore");
+/// // A core that another process may still truncate: read it with pread(2).
+/// let kvm = kvm::OpenOptions::new().pread(true).open(kernel, core)?;
+/// assert!(kvm.symbol("version").is_some());
+/// # Ok(())
+/// # }
+/// ```
+pub struct OpenOptions {
+    resolver: Option<Resolver>,
+    mode: ReadMode,
+    verify: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OpenOptions {
+    /// The defaults: symbols from the kernel's own table, the core mapped
+    /// into memory, the kernel checked against the dump.
+    pub fn new() -> Self {
+        OpenOptions {
+            resolver: None,
+            mode: ReadMode::Map,
+            verify: true,
+        }
+    }
+
+    /// Resolves symbols with `resolver` (as `kvm_open2` does) instead of the
+    /// kernel's symbol table.
+    pub fn resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// Reads the core with `pread(2)` instead of mapping it: slower, but a
+    /// core that shrinks while open (another process truncating it) gives
+    /// short reads instead of `SIGBUS` or zeros.
+    pub fn pread(mut self, pread: bool) -> Self {
+        self.mode = if pread {
+            ReadMode::Pread
+        } else {
+            ReadMode::Map
+        };
+        self
+    }
+
+    /// Whether open compares the kernel's `version` string with the
+    /// dump's and refuses a kernel that does not belong to the dump (on by
+    /// default).
+    pub fn verify_kernel(mut self, verify: bool) -> Self {
+        self.verify = verify;
+        self
+    }
+
+    /// Opens a kernel image and its crash dump (an ELF full dump or a
+    /// minidump) with these options.
+    pub fn open(self, kernel: impl AsRef<Path>, core: impl AsRef<Path>) -> Result<Kvm> {
+        let kimage = Image::open(kernel.as_ref(), "kernel", ReadMode::Map)?;
+        let core = Image::open(core.as_ref(), "core", self.mode)?;
+        let (khead, chead) = (Head::read(&kimage)?, Head::read(&core)?);
+        identify::check_files(&kimage, &khead, &core, &chead)?;
+        let kernel = Kernel::parse(&kimage).map_err(|e| e.in_file("kernel", kimage.path()))?;
+        let backend = registry::find(&Probe {
+            kernel: kernel.ident,
+            core_head: chead.bytes(),
+        })?;
+        let resolver = self.resolver;
+        let lookup = |name: &str| match &resolver {
+            Some(r) => r(name),
+            None => kernel.symbol(name).map(|s| s.value),
+        };
+        let version = identify::check_freebsd(&kimage, &kernel, &lookup, resolver.is_some())?;
+        let vtop = (backend.initvtop)(&Setup {
+            core: &core,
+            kernel: &kernel,
+            lookup: &lookup,
+        })
+        .map_err(|e| e.in_file("core", core.path()))?;
+        let kvm = Kvm {
+            kernel,
+            core,
+            backend,
+            vtop,
+            resolver,
+        };
+        if self.verify {
+            identify::check_version(&kimage, &kvm.core, &kvm.kernel, version, |buf| {
+                kvm.read(version, buf)
+            })?;
+        }
+        Ok(kvm)
+    }
+}
+
 impl Kvm {
     /// Opens a kernel image and its crash dump (an ELF full dump or a
-    /// minidump); symbols come from the kernel's symbol table.
+    /// minidump); symbols come from the kernel's symbol table. See
+    /// [`OpenOptions`] for the choices.
     pub fn open(kernel: impl AsRef<Path>, core: impl AsRef<Path>) -> Result<Kvm> {
-        Self::open_with_resolver(kernel, core, None)
+        OpenOptions::new().open(kernel, core)
     }
 
     /// Opens as [`Kvm::open`], resolving symbols with `resolver` when given
@@ -45,30 +160,12 @@ impl Kvm {
         core: impl AsRef<Path>,
         resolver: Option<Resolver>,
     ) -> Result<Kvm> {
-        let kimage = Image::open(kernel.as_ref())?;
-        let core = Image::open(core.as_ref())?;
-        let kernel = Kernel::parse(&kimage)?;
-        drop(kimage);
-        let backend = registry::find(&Probe {
-            kernel: kernel.ident,
-            core: &core,
-        })?;
-        let lookup = |name: &str| match &resolver {
-            Some(r) => r(name),
-            None => kernel.symbol(name).map(|s| s.value),
-        };
-        let vtop = (backend.initvtop)(&Setup {
-            core: &core,
-            kernel: &kernel,
-            lookup: &lookup,
-        })?;
-        Ok(Kvm {
-            kernel,
-            core,
-            backend,
-            vtop,
-            resolver,
-        })
+        let options = OpenOptions::new();
+        match resolver {
+            Some(r) => options.resolver(r),
+            None => options,
+        }
+        .open(kernel, core)
     }
 
     /// Name of the backend reading this dump, e.g. `"amd64 minidump"`.
@@ -121,12 +218,9 @@ impl Kvm {
             .vtop
             .kvatop(&self.core, va)
             .map_err(|f| Error::fault(va, f))?;
-        // Most reads lie in one page: one bounds check and one copy.
+        // Most reads lie in one page: one translation and one copy.
         if buf.len() as u64 <= span.len {
-            if let Some(src) = self.core.get(span.off, buf.len() as u64) {
-                buf.copy_from_slice(src);
-                return Ok(buf.len());
-            }
+            return self.core.read_at(span.off, buf);
         }
         self.read_spans(va, span, buf)
     }
@@ -134,16 +228,11 @@ impl Kvm {
     /// The general case of [`Kvm::read`], page by page from `first`, the
     /// translation of `va`.
     fn read_spans(&self, va: u64, first: Span, buf: &mut [u8]) -> Result<usize> {
-        let file = self.core.bytes();
         let mut done = 0usize;
         let mut span = first;
         loop {
             let want = (buf.len() - done).min(usize::try_from(span.len).unwrap_or(usize::MAX));
-            let start = usize::try_from(span.off)
-                .unwrap_or(usize::MAX)
-                .min(file.len());
-            let n = want.min(file.len() - start);
-            buf[done..done + n].copy_from_slice(&file[start..start + n]);
+            let n = self.core.read_at(span.off, &mut buf[done..done + want])?;
             done += n;
             if n < want || done == buf.len() {
                 return Ok(done); // done, or the core file ended early
@@ -168,7 +257,8 @@ impl Kvm {
             Ok(())
         } else {
             Err(Error::BadCore(format!(
-                "the core file ends after {n} of the {} bytes at {va:#x}",
+                "core {}: the file ends after {n} of the {} bytes at {va:#x}",
+                self.core.path().display(),
                 buf.len()
             )))
         }

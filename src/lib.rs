@@ -16,6 +16,7 @@
 pub mod capi;
 pub mod elfcore;
 pub mod error;
+pub mod identify;
 pub mod image;
 pub mod kernel;
 pub mod kvm;
@@ -33,7 +34,7 @@ pub mod arch {
 
 pub use error::{Error, Fault, Result};
 pub use kernel::Symbol;
-pub use kvm::{Kvm, Resolver};
+pub use kvm::{Kvm, OpenOptions, Resolver};
 pub use walk::Page;
 
 /// The C header cbindgen generated from this build (tests compare it with

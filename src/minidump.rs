@@ -37,14 +37,36 @@ struct AvailRange {
     first_bit: u64,
 }
 
+/// Bits per block of the bitmap index (64 words).
+const BLOCK_BITS: u64 = 4096;
+/// `Minidump::top` entry of a block with no bit set.
+const EMPTY: u32 = u32::MAX;
+
+/// 64 bitmap words that hold at least one set bit, each with the number of
+/// set bits in the whole bitmap before it: a word and its rank share a
+/// cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([[u64; 2]; 64]);
+
 /// Physical memory of a minidump.
+///
+/// The page bitmap is indexed per block of 4096 bits: a table with one
+/// entry per block (1/128 of the bitmap's size) names the copy of each
+/// block that has a bit set, with ranks, so a lookup is O(1), and memory
+/// follows the pages the dump really holds rather than the bitmap size a
+/// header claims.
 pub struct Minidump {
     page_shift: u32,
     sparse_off: u64,
-    /// The bitmap, read once as little-endian words.
-    words: Vec<u64>,
-    /// Number of set bits in all words before each word.
-    ranks: Vec<u64>,
+    /// For each block of the bitmap, its index in `blocks`, or `EMPTY`.
+    top: Vec<u32>,
+    /// The blocks with a bit set, in bitmap order.
+    blocks: Vec<Block>,
+    /// The number of each entry of `blocks`.
+    block_no: Vec<u32>,
+    /// Set bits in the bitmap: the dumped pages.
+    total: u64,
     /// dump_avail ranges (`None`: bit N is physical page N).
     avail: Option<Vec<AvailRange>>,
     /// The largest dump_avail range, tried first.
@@ -85,7 +107,7 @@ impl Sizes {
             ("bitmap", bitmap_off, self.bitmap),
             (map_name, map_off, self.pmap),
         ] {
-            if image.get(off, size).is_none() {
+            if off + size > image.len() {
                 return Err(Error::BadCore(format!(
                     "the {name} ({size} bytes at {off:#x}) lies past the end of the {}-byte file",
                     image.len()
@@ -145,14 +167,12 @@ impl DmapHeader {
     /// Parses the header page (checked to hold 80 bytes). `dumpavailsize`
     /// is read from version 2 and `flags` from version 3.
     pub fn parse(image: &Image) -> Result<DmapHeader> {
-        let h = image
-            .get(0, size_of::<DmapMinidumpHdr>() as u64)
-            .ok_or_else(|| {
-                Error::BadCore(format!(
-                    "{} bytes is too short for a minidump header",
-                    image.len()
-                ))
-            })?;
+        let h: [u8; size_of::<DmapMinidumpHdr>()] = image.array(0).ok_or_else(|| {
+            Error::BadCore(format!(
+                "{} bytes is too short for a minidump header",
+                image.len()
+            ))
+        })?;
         let u32_at = |o: usize| LittleEndian::read_u32(&h[o..]);
         let u64_at = |o: usize| LittleEndian::read_u64(&h[o..]);
         let version = u32_at(offset_of!(DmapMinidumpHdr, version));
@@ -202,26 +222,46 @@ impl Minidump {
         let ps = layout.page_size;
         debug_assert!(ps.is_power_of_two());
         let (boff, bsize) = layout.bitmap;
-        let bitmap = image.get(boff, bsize).ok_or_else(|| {
-            Error::BadCore(format!(
+        let oom = |what: &str| Error::OutOfMemory(format!("the index of the minidump {what}"));
+        let mut top = Vec::new();
+        top.try_reserve_exact(bsize.div_ceil(BLOCK_BITS / 8) as usize)
+            .map_err(|_| oom("bitmap"))?;
+        let (mut blocks, mut block_no) = (Vec::new(), Vec::new());
+        let mut total = 0u64;
+        let mut failed = false;
+        let read = image.for_each_piece(boff, bsize, (BLOCK_BITS / 8) as usize, |piece| {
+            if failed {
+                return;
+            }
+            if piece.iter().all(|&b| b == 0) {
+                top.push(EMPTY);
+                return;
+            }
+            let mut block = Block([[0; 2]; 64]);
+            for (i, c) in piece.chunks(8).enumerate() {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                let w = u64::from_le_bytes(b);
+                block.0[i] = [w, total];
+                total += u64::from(w.count_ones());
+            }
+            if blocks.try_reserve(1).is_err() || block_no.try_reserve(1).is_err() {
+                failed = true;
+                return;
+            }
+            top.push(blocks.len() as u32);
+            block_no.push((top.len() - 1) as u32);
+            blocks.push(block);
+        });
+        if failed {
+            return Err(oom("bitmap"));
+        }
+        if !read {
+            return Err(Error::BadCore(format!(
                 "minidump bitmap ({bsize} bytes at offset {boff:#x}) lies past the end of the \
                  {}-byte file",
                 image.len()
-            ))
-        })?;
-        let words: Vec<u64> = bitmap
-            .chunks(8)
-            .map(|c| {
-                let mut b = [0u8; 8];
-                b[..c.len()].copy_from_slice(c);
-                u64::from_le_bytes(b)
-            })
-            .collect();
-        let mut ranks = Vec::with_capacity(words.len());
-        let mut total = 0u64;
-        for w in &words {
-            ranks.push(total);
-            total += u64::from(w.count_ones());
+            )));
         }
         let need = total
             .checked_mul(ps)
@@ -249,8 +289,10 @@ impl Minidump {
         Ok(Minidump {
             page_shift: ps.trailing_zeros(),
             sparse_off: layout.sparse_off,
-            words,
-            ranks,
+            top,
+            blocks,
+            block_no,
+            total,
             avail,
             main,
         })
@@ -277,6 +319,13 @@ impl Minidump {
         (page < r.end).then(|| r.first_bit + (page - r.first))
     }
 
+    /// The index of `bit`'s block in `blocks`, if the block has a bit set.
+    #[inline(always)]
+    fn block_of(&self, bit: u64) -> Option<usize> {
+        let b = *self.top.get(usize::try_from(bit / BLOCK_BITS).ok()?)?;
+        (b != EMPTY).then_some(b as usize)
+    }
+
     /// Physical page of bitmap bit `bit` (the inverse of `bit_of`); `None`
     /// for a bit past the last dump_avail range (a corrupt bitmap).
     fn page_of(&self, bit: u64) -> Option<u64> {
@@ -290,27 +339,28 @@ impl Minidump {
 
     /// Physical addresses of the dumped pages, in file order.
     pub fn pages(&self) -> impl Iterator<Item = u64> + '_ {
-        self.pages_except(|_| 0)
+        self.pages_except(None)
     }
 
     /// Physical addresses of the dumped pages, in file order, leaving out
-    /// the bits `skip(word_index)` sets in each bitmap word.
-    fn pages_except<'a>(
-        &'a self,
-        skip: impl Fn(usize) -> u64 + 'a,
-    ) -> impl Iterator<Item = u64> + 'a {
-        self.words.iter().enumerate().flat_map(move |(i, &w)| {
-            let mut w = w & !skip(i);
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    return None;
-                }
-                let b = w.trailing_zeros();
-                w &= w - 1;
-                Some(self.page_of(i as u64 * 64 + u64::from(b)))
+    /// those marked in `skip`.
+    fn pages_except<'a>(&'a self, skip: Option<&'a Reached>) -> impl Iterator<Item = u64> + 'a {
+        self.blocks.iter().enumerate().flat_map(move |(bi, block)| {
+            let bit0 = u64::from(self.block_no[bi]) * BLOCK_BITS;
+            block.0.iter().enumerate().flat_map(move |(wi, &[w, _])| {
+                let mut w = w & !skip.map_or(0, |r| r.0[bi][wi]);
+                let base = bit0 + wi as u64 * 64;
+                std::iter::from_fn(move || {
+                    if w == 0 {
+                        return None;
+                    }
+                    let b = w.trailing_zeros();
+                    w &= w - 1;
+                    Some(self.page_of(base + u64::from(b)))
+                })
+                .flatten()
+                .map(|page| page << self.page_shift)
             })
-            .flatten()
-            .map(|page| page << self.page_shift)
         })
     }
 }
@@ -320,36 +370,49 @@ impl Minidump {
 /// whose end is 0. Bits are numbered through the ranges in order
 /// (`vm_page_dump_add` in `sys/vm/vm_dumpset.h`).
 fn read_dump_avail(image: &Image, off: u64, size: u64, ps: u64) -> Result<Vec<AvailRange>> {
-    let bytes = image.get(off, size).ok_or_else(|| {
-        Error::BadCore(format!(
-            "minidump dump_avail ({size} bytes at offset {off:#x}) lies past the end of the file"
-        ))
-    })?;
     let mut ranges: Vec<AvailRange> = Vec::new();
     let mut next_bit = 0u64;
-    for pair in bytes.chunks_exact(16) {
-        let start = u64::from_le_bytes(pair[..8].try_into().unwrap());
-        let end = u64::from_le_bytes(pair[8..].try_into().unwrap());
-        if end == 0 {
-            break;
+    let mut status = Ok(false); // Ok(true): the list ended
+    let read = image.for_each_piece(off, size, 4096, |piece| {
+        for pair in piece.chunks_exact(16) {
+            if !matches!(status, Ok(false)) {
+                return;
+            }
+            let start = u64::from_le_bytes(pair[..8].try_into().unwrap());
+            let end = u64::from_le_bytes(pair[8..].try_into().unwrap());
+            if end == 0 {
+                status = Ok(true);
+                return;
+            }
+            let first = start / ps;
+            // The kernel numbers bits through disjoint, ascending ranges.
+            if end < start || ranges.last().is_some_and(|r| first < r.end) {
+                status = Err(Error::BadCore(format!(
+                    "minidump dump_avail range [{start:#x}, {end:#x}) is reversed, out of \
+                     order or overlaps the one before"
+                )));
+                return;
+            }
+            if ranges.try_reserve(1).is_err() {
+                status = Err(Error::OutOfMemory("the minidump dump_avail ranges".into()));
+                return;
+            }
+            let end = end.div_ceil(ps);
+            ranges.push(AvailRange {
+                first,
+                end,
+                first_bit: next_bit,
+            });
+            // Disjoint ascending ranges of pages cannot sum past 2^64 / ps.
+            next_bit += end - first;
         }
-        let first = start / ps;
-        // The kernel numbers bits through disjoint, ascending ranges.
-        if end < start || ranges.last().is_some_and(|r| first < r.end) {
-            return Err(Error::BadCore(format!(
-                "minidump dump_avail range [{start:#x}, {end:#x}) is reversed, out of order or \
-                 overlaps the one before"
-            )));
-        }
-        let end = end.div_ceil(ps);
-        ranges.push(AvailRange {
-            first,
-            end,
-            first_bit: next_bit,
-        });
-        // Disjoint ascending ranges of pages cannot sum past 2^64 / ps.
-        next_bit += end - first;
+    });
+    if !read {
+        return Err(Error::BadCore(format!(
+            "minidump dump_avail ({size} bytes at offset {off:#x}) lies past the end of the file"
+        )));
     }
+    status?;
     if ranges.is_empty() {
         return Err(Error::BadCore(
             "minidump dump_avail holds no memory ranges".into(),
@@ -362,22 +425,28 @@ impl PhysMem for Minidump {
     #[inline]
     fn locate(&self, pa: u64) -> Option<Span> {
         let bit = self.bit_of(pa >> self.page_shift)?;
-        let word = *self.words.get((bit / 64) as usize)?;
+        let [word, rank] = self.blocks[self.block_of(bit)?].0[(bit / 64 % 64) as usize];
         let mask = 1u64 << (bit % 64);
         if word & mask == 0 {
             return None;
         }
-        let index = self.ranks[(bit / 64) as usize] + u64::from((word & (mask - 1)).count_ones());
+        let index = rank + u64::from((word & (mask - 1)).count_ones());
         let in_page = pa & (self.page_size() - 1);
         Some(Span {
             off: self.sparse_off + (index << self.page_shift) + in_page,
             len: self.page_size() - in_page,
         })
     }
+
+    fn held_pages(&self) -> u64 {
+        // A 16 KiB-page dump holds four 4 KiB pages per bit.
+        self.total << (self.page_shift - 12)
+    }
 }
 
-/// Which dumped pages a page walk has reached: one bit per bitmap bit.
-pub struct Reached(Vec<u64>);
+/// Which dumped pages a page walk has reached: one bit per bitmap bit of
+/// the blocks that have one set.
+pub struct Reached(Vec<[u64; 64]>);
 
 impl Minidump {
     /// Marks the dumped pages of `[pa, pa + len)` as reached.
@@ -386,17 +455,19 @@ impl Minidump {
         let first = pa >> self.page_shift;
         let end = pa.saturating_add(len).div_ceil(ps);
         for page in first..end {
-            if let Some(bit) = self.bit_of(page) {
-                if let Some(w) = reached.0.get_mut((bit / 64) as usize) {
-                    *w |= 1 << (bit % 64);
-                }
+            let Some(bit) = self.bit_of(page) else {
+                continue;
+            };
+            if let Some(b) = self.block_of(bit) {
+                reached.0[b][(bit / 64 % 64) as usize] |= 1 << (bit % 64);
             }
         }
     }
 
     /// A minidump page walk (see [`crate::walk`]): each leaf of the page
     /// map at `root`, decoded by `format` and `prot`, then each dumped page
-    /// only the direct map reaches. Returns false if `f` stopped the walk.
+    /// only the direct map reaches. Returns false if `f` stopped the walk;
+    /// fails if the page map's tables alias beyond what the dump can hold.
     pub fn walk_pages<const N: usize>(
         &self,
         image: &Image,
@@ -405,14 +476,17 @@ impl Minidump {
         dmap: &DirectMap,
         prot: fn(u64) -> u8,
         f: &mut dyn FnMut(&Page) -> bool,
-    ) -> bool {
+    ) -> Result<bool> {
         // Without a direct map there is no second pass to prepare for.
         let has_dmap = dmap.end > dmap.base;
-        let mut reached = Reached(if has_dmap {
-            vec![0; self.words.len()]
-        } else {
-            Vec::new()
-        });
+        let mut reached = Reached(Vec::new());
+        if has_dmap {
+            reached
+                .0
+                .try_reserve_exact(self.blocks.len())
+                .map_err(|_| Error::OutOfMemory("a page walk's record of pages".into()))?;
+            reached.0.resize(self.blocks.len(), [0; 64]);
+        }
         let done = format.walk(image, self, root, 64, &mut |va, m| {
             if has_dmap {
                 self.mark(&mut reached, m.pa, m.size);
@@ -426,7 +500,8 @@ impl Minidump {
                 len: m.size,
             })
         });
-        done && (!has_dmap || self.walk_direct_map(&reached, dmap, f))
+        let done = done.map_err(|fault| Error::BadCore(format!("page walk: {fault}")))?;
+        Ok(done && (!has_dmap || self.walk_direct_map(&reached, dmap, f)))
     }
 
     /// The second pass of a minidump page walk: each dumped page the first
@@ -455,6 +530,6 @@ impl Minidump {
     /// Physical addresses of the dumped pages not marked in `reached`, in
     /// file order.
     fn unreached<'a>(&'a self, reached: &'a Reached) -> impl Iterator<Item = u64> + 'a {
-        self.pages_except(move |i| reached.0[i])
+        self.pages_except(Some(reached))
     }
 }

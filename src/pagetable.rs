@@ -9,7 +9,6 @@
 use crate::error::Fault;
 use crate::image::Image;
 use crate::physmem::PhysMem;
-use std::collections::HashSet;
 
 /// A test on an entry: `(entry & mask == value) != negate`, and, when
 /// `any` is not 0, at least one of the `any` bits set (riscv: a valid leaf
@@ -147,12 +146,11 @@ impl<const N: usize> Format<N> {
     /// offset `off`.
     #[inline(always)]
     fn entry(&self, image: &Image, off: u64) -> Option<u64> {
-        let b = image.get(off, u64::from(self.entry_size))?;
         Some(match (self.entry_size, self.big_endian) {
-            (8, false) => u64::from_le_bytes(b.try_into().ok()?),
-            (8, true) => u64::from_be_bytes(b.try_into().ok()?),
-            (_, false) => u64::from(u32::from_le_bytes(b.try_into().ok()?)),
-            (_, true) => u64::from(u32::from_be_bytes(b.try_into().ok()?)),
+            (8, false) => u64::from_le_bytes(image.array(off)?),
+            (8, true) => u64::from_be_bytes(image.array(off)?),
+            (_, false) => u64::from(u32::from_le_bytes(image.array(off)?)),
+            (_, true) => u64::from(u32::from_be_bytes(image.array(off)?)),
         })
     }
 
@@ -263,14 +261,17 @@ pub fn sign_extend(va: u64, bits: u32) -> u64 {
 impl<const N: usize> Format<N> {
     /// Calls `f(va, mapping)` for every valid leaf reachable from `root`, in
     /// ascending table order (`mapping.pa` is the frame, without offset).
-    /// Returns false as soon as `f` does.
+    /// Returns `Ok(false)` as soon as `f` returns false.
     ///
-    /// The walk streams leaves; it remembers only which tables it has
-    /// entered, and enters each at most once, so a loop (such as a
-    /// recursive slot) or a table shared by hostile entries cannot make it
-    /// repeat itself. Tables missing from the dump are skipped, so a
-    /// damaged dump yields what can be read. `va_bits` sign-extends the
-    /// addresses of physical-root walks (64: none).
+    /// Every entry of every table is followed, so recursive slots and
+    /// aliases (two entries naming one table) are reported as the MMU sees
+    /// them, and a loop ends because a walk never goes deeper than `N`
+    /// levels. What bounds the work is the dump, not a record of the
+    /// tables seen: a table page the file does not hold is skipped, and a
+    /// walk that enters more tables than the dump holds pages (a real
+    /// kernel's tables are a small part of its memory, and recursion enters
+    /// each at most `N` times) stops with an error. `va_bits` sign-extends
+    /// the addresses of physical-root walks (64: none).
     pub fn walk<M: PhysMem + ?Sized>(
         &self,
         image: &Image,
@@ -278,30 +279,38 @@ impl<const N: usize> Format<N> {
         root: Root,
         va_bits: u32,
         f: &mut dyn FnMut(u64, &Mapping) -> bool,
-    ) -> bool {
+    ) -> Result<bool, Fault> {
+        let limit = mem.held_pages().saturating_add(TABLES_ANY_DUMP_MAY_ENTER);
         let mut w = Walk {
             format: self,
             image,
             mem,
             va_bits,
-            entered: HashSet::new(),
+            tables_left: limit,
+            limit,
             f,
         };
         match root {
-            Root::Phys(pa) => {
-                w.entered.insert(pa);
-                w.table(0, pa, 0)
-            }
+            Root::Phys(pa) => w.table(0, pa, 0),
             Root::File { off, count, base } => {
                 let esz = u64::from(self.entry_size);
-                (0..count).all(|i| match self.entry(image, off + i * esz) {
-                    Some(e) => w.visit(0, base.wrapping_add(i << self.levels[0].shift), e),
-                    None => true,
-                })
+                for i in 0..count {
+                    let Some(e) = self.entry(image, off + i * esz) else {
+                        break; // the page map ends with the file
+                    };
+                    if !w.visit(0, base.wrapping_add(i << self.levels[0].shift), e)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
             }
         }
     }
 }
+
+/// Tables a walk may enter beyond the pages the dump holds, so that a dump
+/// of a few pages still walks its tables.
+const TABLES_ANY_DUMP_MAY_ENTER: u64 = 64;
 
 /// The state of one [`Format::walk`].
 struct Walk<'a, 'f, const N: usize, M: PhysMem + ?Sized> {
@@ -309,21 +318,29 @@ struct Walk<'a, 'f, const N: usize, M: PhysMem + ?Sized> {
     image: &'a Image,
     mem: &'a M,
     va_bits: u32,
-    /// Physical addresses of the tables entered so far.
-    entered: HashSet<u64>,
+    /// Tables the walk may still enter, and how many it could at first.
+    tables_left: u64,
+    limit: u64,
     f: &'a mut (dyn FnMut(u64, &Mapping) -> bool + 'f),
 }
 
 impl<const N: usize, M: PhysMem + ?Sized> Walk<'_, '_, N, M> {
     /// Visits the entries of the table at `table` on level `depth`.
-    fn table(&mut self, depth: usize, table: u64, prefix: u64) -> bool {
+    fn table(&mut self, depth: usize, table: u64, prefix: u64) -> Result<bool, Fault> {
         let lvl = &self.format.levels[depth];
         let esz = u64::from(self.format.entry_size);
         // Locate the table once; entries past a break in the file (a table
         // straddling two segments) are located one by one.
         let Some(first) = self.mem.locate(table) else {
-            return true; // the table page is not in the dump
+            return Ok(true); // the table page is not in the dump
         };
+        if first.off >= self.image.len() {
+            return Ok(true); // a segment claims it, but the file ends before
+        }
+        if self.tables_left == 0 {
+            return Err(too_many_tables(self.limit, prefix));
+        }
+        self.tables_left -= 1;
         for index in 0..1u64 << lvl.bits {
             let at = index * esz;
             let off = if at + esz <= first.len {
@@ -335,18 +352,18 @@ impl<const N: usize, M: PhysMem + ?Sized> Walk<'_, '_, N, M> {
                 continue;
             };
             let va = sign_extend(prefix | (index << lvl.shift), self.va_bits);
-            if !self.visit(depth, va, e) {
-                return false;
+            if !self.visit(depth, va, e)? {
+                return Ok(false);
             }
         }
-        true
+        Ok(true)
     }
 
     /// Reports a leaf, or enters the table an entry points to.
-    fn visit(&mut self, depth: usize, va: u64, e: u64) -> bool {
+    fn visit(&mut self, depth: usize, va: u64, e: u64) -> Result<bool, Fault> {
         let lvl = &self.format.levels[depth];
         if !lvl.valid.test(e) {
-            return true;
+            return Ok(true);
         }
         if depth + 1 == N || lvl.leaf.test(e) {
             let m = Mapping {
@@ -354,12 +371,18 @@ impl<const N: usize, M: PhysMem + ?Sized> Walk<'_, '_, N, M> {
                 size: 1u64 << lvl.shift,
                 entry: e,
             };
-            return (self.f)(va, &m);
+            return Ok((self.f)(va, &m));
         }
-        let next = self.format.table.of(e);
-        if !self.entered.insert(next) {
-            return true; // a loop, or a table already walked
-        }
-        self.table(depth + 1, next, va)
+        self.table(depth + 1, self.format.table.of(e), va)
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_many_tables(limit: u64, va: u64) -> Fault {
+    Fault::BadPageTable(format!(
+        "the walk entered {limit} page tables, as many as the dump holds pages, and they \
+         reach more (near {va:#x}): entries alias or loop far beyond what a kernel builds; \
+         walk stopped"
+    ))
 }

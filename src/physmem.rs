@@ -19,6 +19,10 @@ pub trait PhysMem: Send + Sync {
     /// The file span holding physical address `pa`, or `None` when the dump
     /// does not contain it.
     fn locate(&self, pa: u64) -> Option<Span>;
+
+    /// How many pages of memory the file really holds: what bounds the
+    /// work of a page walk, whatever the tables claim.
+    fn held_pages(&self) -> u64;
 }
 
 /// Index of the last element of `sorted` whose start (`key`) is at or below

@@ -33,19 +33,33 @@ pub struct Backend {
 pub struct Probe<'a> {
     /// The kernel's ELF identity.
     pub kernel: ElfIdent,
-    /// The core file.
-    pub core: &'a Image,
+    /// The first bytes of the core file (up to 64).
+    pub core_head: &'a [u8],
 }
 
 impl Probe<'_> {
-    /// The core's ELF identity, if it is an ELF file (a full dump).
+    /// The core's ELF identity, if it is an ELF core file (a full dump).
     pub fn core_elf(&self) -> Option<ElfIdent> {
-        ElfIdent::parse(self.core.bytes())
+        ElfIdent::parse(self.core_head).filter(|c| c.e_type == object::elf::ET_CORE)
     }
 
     /// True when the core starts with `magic` (a minidump header).
     pub fn core_starts_with(&self, magic: &[u8]) -> bool {
-        self.core.bytes().starts_with(magic)
+        self.core_head.starts_with(magic)
+    }
+
+    /// True when the kernel is an executable ELF file of `machine` and
+    /// class, as `_kvm_probe_elf_kernel` (`lib/libkvm/kvm_private.c`)
+    /// accepts it: ET_EXEC, except ET_DYN on powerpc.
+    pub fn kernel_is(&self, is_64: bool, machine: u16) -> bool {
+        use object::elf::{EM_PPC, EM_PPC64, ET_DYN, ET_EXEC};
+        let k = &self.kernel;
+        let e_type = if matches!(machine, EM_PPC | EM_PPC64) {
+            ET_DYN
+        } else {
+            ET_EXEC
+        };
+        k.is_64 == is_64 && k.machine == machine && k.e_type == e_type
     }
 }
 
@@ -92,7 +106,7 @@ pub fn find(probe: &Probe<'_>) -> Result<&'static Backend> {
     if let Some(b) = BACKENDS.iter().find(|b| (b.probe)(probe)) {
         return Ok(b);
     }
-    let core = describe_core(probe.core);
+    let core = describe_core(probe.core_head);
     Err(Error::Unsupported(format!(
         "kernel is {}, core is {core}: no backend reads this pair (supported: {})",
         probe.kernel.describe(),
@@ -107,10 +121,10 @@ pub fn names() -> Vec<&'static str> {
     v
 }
 
-fn describe_core(core: &Image) -> String {
-    let b = core.bytes();
+/// What the first bytes of a core file say it is, for messages.
+pub fn describe_core(b: &[u8]) -> String {
     if let Some(id) = ElfIdent::parse(b) {
-        return format!("an {} file", id.describe());
+        return format!("an {} {}", id.describe(), id.kind());
     }
     if b.starts_with(b"minidump") {
         let magic = &b[..b.len().min(24)];
@@ -119,9 +133,6 @@ fn describe_core(core: &Image) -> String {
             "a minidump with magic {:?}",
             String::from_utf8_lossy(&magic[..end])
         );
-    }
-    if b.is_empty() {
-        return "an empty file".into();
     }
     "neither an ELF core nor a minidump".into()
 }

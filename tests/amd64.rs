@@ -12,6 +12,7 @@ fn regions() -> Vec<(u64, u64)> {
     vec![
         (KERNBASE + KERNLOAD, KERNSIZE + PAGE),
         (va::K4 - PAGE, 18 * PAGE),
+        (va::K4_ALIAS - PAGE, 10 * PAGE),
         (va::K2M - PAGE, (2 << 20) + 2 * PAGE),
         (va::K1G, 9 << 20),
         (DMAP_MIN, 0x0400_0000),
@@ -34,6 +35,8 @@ fn check_all(kvm: &Kvm, m: &Amd64, d: &Dump) {
         (va::K4, 16 * PAGE),
         (va::K4 + 4 * PAGE - 3, 2 * PAGE),
         (va::K4 + 13 * PAGE - 8, 16),
+        (va::K4_ALIAS, 8 * PAGE),
+        (va::K4_ALIAS + 4 * PAGE - 8, 16),
         (va::K2M + (2 << 20) - 4, 8),
         (va::K1G + (8 << 20) - 4, 8),
         (DMAP_MIN + 0x9f000 - 8, 16),
@@ -177,10 +180,18 @@ fn resolver_is_used() {
     let kvm = Kvm::open_with_resolver(&k, &c, Some(resolver)).unwrap();
     assert_eq!(kvm.symbol("version").unwrap().value, va::STRADDLE);
     assert_eq!(kvm.symbol("panic"), None, "only the resolver answers");
-    // Without KPML4phys the full-dump backend cannot start.
-    let bad: kvm::Resolver = Box::new(|_| None);
+    // Without kernbase and KPML4phys the full-dump backend cannot start.
+    let bad: kvm::Resolver = Box::new(|name| (name == "version").then_some(va::VERSION));
     let e = Kvm::open_with_resolver(&k, &c, Some(bad)).unwrap_err();
     assert_eq!(e.to_string(), "bad namelist: no symbol kernbase");
+    // Without `version` it is no FreeBSD kernel.
+    let none: kvm::Resolver = Box::new(|_| None);
+    let e = Kvm::open_with_resolver(&k, &c, Some(none)).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("has no symbol `version` (the resolver does not know it)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -279,61 +290,112 @@ fn truncated_full_dump_reads_short() {
     check(&kvm, &m, &d, va::VERSION, VERSION.len() as u64);
 }
 
-/// A recursive PML4 slot (FreeBSD keeps one) is a loop in the page-table
-/// graph; a walk still ends, and reads the PML4 page itself.
+/// The recursive PML4 slot (`PML4PML4I`, as FreeBSD installs it) is a
+/// loop in the page-table graph: reads through it return the PML4 and every
+/// table page and superpage the MMU sees there.
 #[test]
-fn page_table_loop_terminates() {
-    let mut m = Amd64::new(2 << 20, Fill::Pattern);
-    let root = m.pt.root;
-    m.ram.set(root + 256 * 8, 8, false, root | 0x3);
-    let s = Scratch::new("loop");
+fn recursive_slot_shows_the_tables() {
+    let m = Amd64::new(2 << 20, Fill::Pattern);
+    let s = Scratch::new("recursive");
     let d = m.full_dump(false);
     let kvm = open(&s, &m, "core", &d);
-    let rec = 0xffff_8000_0000_0000 | (256 << 39) | (256 << 30) | (256 << 21) | (256 << 12);
     let mut page = vec![0u8; PAGE as usize];
-    kvm.read_exact(rec, &mut page).unwrap();
-    assert_eq!(page, m.ram.page(root));
+    kvm.read_exact(table_va([PML4PML4I; 4]), &mut page).unwrap();
+    assert_eq!(page, m.ram.page(m.pt.root));
+    let slot = table_va([PML4PML4I, 0, 0, 0])..table_va([PML4PML4I + 1, 0, 0, 0]);
+    let through: Vec<_> = m
+        .leaves()
+        .into_iter()
+        .filter(|l| slot.contains(&l.va))
+        .collect();
+    assert!(through.len() > 500, "{} leaves", through.len());
+    for l in through {
+        let pa_of = |a: u64| Some(l.pa + (a - l.va));
+        let want = fixture::expect_read(&m.ram, PAGE, l.va, 64, pa_of, |_| true);
+        fixture::assert_read(&kvm, l.va, 64, want, pa_of);
+    }
 }
 
-/// kvm_walk_pages reports exactly the model's pages, in order, for every
-/// format, and stops when the callback says so.
-#[test]
-fn walk_pages_match_model() {
+/// kvm_walk_pages reports exactly the model's pages, in order, and stops
+/// when the callback says so.
+fn walk_matches_model(version: u32) {
+    use kvm::walk::prot::{EXECUTE, READ, WRITE};
     let m = Amd64::new(2 << 20, Fill::Pattern);
-    let s = Scratch::new("walk");
-    for d in [
-        m.full_dump(false),
-        m.minidump(1),
-        m.minidump(2),
-        m.minidump(3),
-    ] {
-        let kvm = open(&s, &m, "core", &d);
-        let want = m.expected_pages(&d);
-        // The model's list exercises every kind of page.
-        use kvm::walk::prot::EXECUTE;
-        assert!(
-            want.len() > 100,
-            "version {}: {} pages",
-            d.version,
-            want.len()
+    let s = Scratch::new(&format!("walk-{version}"));
+    let d = match version {
+        0 => m.full_dump(false),
+        v => m.minidump(v),
+    };
+    let kvm = open(&s, &m, "core", &d);
+    let want = m.expected_pages(&d);
+    let what = format!("version {version}");
+    // The model's list exercises every kind of page.
+    assert!(want.len() > 100, "{what}: {} pages", want.len());
+    assert!(want.iter().any(|p| p.prot & EXECUTE != 0));
+    // (Version 1 maps only the kernel image, all of it dumped.)
+    assert!(version == 1 || want.iter().any(|p| p.offset.is_none()));
+    assert!(want.iter().any(|p| p.kmap_vaddr == 0 && p.offset.is_some()));
+    let got = fixture::walk(&kvm, &what);
+    let at = |va: u64| got.iter().find(|p| p.kmap_vaddr == va);
+    if version != 1 {
+        // The alias: K4 page 9 through both PDEs naming its page table.
+        let twice: Vec<u64> = got
+            .iter()
+            .filter(|p| p.paddr == k4_pa(9))
+            .map(|p| p.kmap_vaddr)
+            .collect();
+        assert_eq!(
+            twice,
+            [va::K4 + 9 * PAGE, va::K4_ALIAS + PAGE],
+            "{what}: K4 page 9 and its alias"
         );
-        assert!(want.iter().any(|p| p.prot & EXECUTE != 0));
-        // (Version 1 maps only the kernel image, all of it dumped.)
-        assert!(d.version == 1 || want.iter().any(|p| p.offset.is_none()));
-        assert!(want.iter().any(|p| p.kmap_vaddr == 0 && p.offset.is_some()));
-        let got = fixture::assert_walk(&kvm, &want, &format!("version {}", d.version));
-        // Every reported offset holds the bytes of its physical page.
-        for p in got.iter().filter(|p| p.offset.is_some()).step_by(97) {
-            let off = p.offset.unwrap() as usize;
-            assert_eq!(d.bytes[off..off + 64], m.ram.read(p.paddr, 64)[..]);
-        }
-        let mut n = 0;
-        assert!(!kvm
-            .walk_pages(|_| {
-                n += 1;
-                n < 10
-            })
-            .unwrap());
-        assert_eq!(n, 10, "the walk stops when the callback returns false");
     }
+    if version == 0 {
+        // The recursive slot shows the PML4 (whose entry there has NX),
+        // and the 1 GiB direct-map page at 1 GiB as a 2 MiB leaf.
+        let pml4 = table_va([PML4PML4I; 4]);
+        assert_eq!(pml4, 0xffff_8040_2010_0000);
+        let p = at(pml4).unwrap_or_else(|| panic!("{what}: no PML4 at {pml4:#x}"));
+        assert_eq!((p.paddr, p.len, p.prot), (m.pt.root, PAGE, READ | WRITE));
+        let g1 = table_va([PML4PML4I, (DMAP_MIN >> 39) & 511, 1, 0]);
+        let p = at(g1).unwrap_or_else(|| panic!("{what}: no 1 GiB page at {g1:#x}"));
+        assert_eq!((p.paddr, p.len), (NBPDP, NBPDR));
+    }
+    fixture::assert_pages(&got, &want, &what);
+    // Every reported offset holds the bytes of its physical page.
+    for p in got.iter().filter(|p| p.offset.is_some()).step_by(97) {
+        let off = p.offset.unwrap() as usize;
+        assert_eq!(d.bytes[off..off + 64], m.ram.read(p.paddr, 64)[..]);
+    }
+    let mut n = 0;
+    assert!(!kvm
+        .walk_pages(|_| {
+            n += 1;
+            n < 10
+        })
+        .unwrap());
+    assert_eq!(n, 10, "the walk stops when the callback returns false");
+}
+
+/// Every leaf the MMU sees: the recursive slot at every depth, and the
+/// alias twice.
+#[test]
+fn walk_pages_full_dump() {
+    walk_matches_model(0);
+}
+
+#[test]
+fn walk_pages_minidump_v1() {
+    walk_matches_model(1);
+}
+
+/// The page map holds the alias PDE: its pages are reported twice.
+#[test]
+fn walk_pages_minidump_v2() {
+    walk_matches_model(2);
+}
+
+#[test]
+fn walk_pages_minidump_v3() {
+    walk_matches_model(3);
 }

@@ -21,6 +21,7 @@ fn regions(m: &I386) -> Vec<(u64, u64)> {
         (v.klast - sp, sp + 2 * PAGE),
         (v.kernbase - 2 * PAGE, 4 * PAGE),
         (v.kvm_end - PAGE, 2 * PAGE),
+        (v.ptmap, m.mode.npdeptd() * PAGE),
         (0xffff_e000, 0x4000),
     ]
 }
@@ -30,10 +31,11 @@ fn check(kvm: &Kvm, m: &I386, d: &Dump, va: u64, len: u64) {
     fixture::assert_read(kvm, va, len, m.expect(d, va, len), |a| m.model_pa(a));
 }
 
-/// Fixed probes across page, superpage, PDE and map boundaries, plus 3000
-/// random reads in the regions.
+/// Fixed probes across page, superpage, PDE and map boundaries and
+/// through the recursive PDEs, plus 3000 random reads in the regions.
 fn check_all(kvm: &Kvm, m: &I386, d: &Dump) {
     let (v, sp) = (m.va, m.mode.nbpdr());
+    let ptmap = |va: u64| v.ptmap + (va >> m.mode.pdrshift()) * PAGE;
     for (va, len) in [
         (v.version, VERSION.len() as u64),
         (v.straddle, 0x1000),
@@ -51,6 +53,9 @@ fn check_all(kvm: &Kvm, m: &I386, d: &Dump) {
         (v.low + 0x10_0000, 8),
         (v.kernbase - 8, 16),
         (v.klast, PAGE),
+        (ptmap(v.ptmap), m.mode.npgptd() * PAGE),
+        (ptmap(v.k4), 2 * PAGE),
+        (ptmap(v.text) - 8, 16),
         (0xffff_fff8, 16),
         (1 << 32, 8),
         (v.version | 1 << 32, 8),
@@ -352,8 +357,9 @@ fn lying_minidump_headers() {
     );
 }
 
-/// A header whose paemode lies about the PTE size opens, and reads give
-/// bytes or errors, never a panic or a read outside the file.
+/// A header whose paemode lies about the PTE size is refused, since the
+/// kernel's `version` cannot be read back; opened anyway, reads give bytes
+/// or errors, never a panic or a read outside the file.
 #[test]
 fn flipped_paemode_does_not_crash() {
     let s = Scratch::new("i386-flip");
@@ -361,7 +367,12 @@ fn flipped_paemode_does_not_crash() {
         let m = I386::new(mode, Era::Old, false);
         let mut v = m.minidump(1).bytes;
         put32(&mut v, 0x2c, u32::from(mode == Mode::NoPae));
-        let kvm = open(&s, &m.kernel(), &v).unwrap();
+        let e = open(&s, &m.kernel(), &v).unwrap_err();
+        assert!(e.to_string().contains("does not match core"), "{e}");
+        let kvm = kvm::OpenOptions::new()
+            .verify_kernel(false)
+            .open(s.file("kernel", &m.kernel()), s.file("core", &v))
+            .unwrap();
         let mut rng = Rng(7);
         for (start, size) in regions(&m) {
             for _ in 0..200 {
@@ -457,15 +468,102 @@ fn c_program_on_i386_dumps() {
     }
 }
 
-/// kvm_walk_pages reports exactly the model's pages, in order, for every
-/// paging mode, layout and dump kind.
+/// The recursive PDEs (`PTDPTDI`) show the page directory and every page
+/// table at `PTmap`, as the MMU does, in every mode and layout.
 #[test]
-fn walk_pages_match_model() {
-    let s = Scratch::new("i386-walk");
+fn ptmap_shows_the_page_tables() {
+    let s = Scratch::new("i386-ptmap");
     for mode in [Mode::NoPae, Mode::Pae] {
         for era in [Era::Old, Era::New] {
             let m = I386::new(mode, era, false);
-            for d in [m.full_dump(), m.minidump(1), m.minidump(2)] {
+            let kvm = open(&s, &m.kernel(), &m.full_dump().bytes).unwrap();
+            let (v, first) = (m.va, ptdptdi(mode, era));
+            let mut page = vec![0u8; PAGE as usize];
+            for i in 0..mode.npgptd() {
+                kvm.read_exact(v.ptmap + (first + i) * PAGE, &mut page)
+                    .unwrap();
+                assert!(
+                    page == m.ram.page(m.ptd + i * PAGE),
+                    "{mode:?} {era:?}: PD page {i}"
+                );
+            }
+            let pde = m.pt.entry(&m.ram, v.klast, mode.pd()).unwrap();
+            let j = v.klast >> mode.pdrshift();
+            kvm.read_exact(v.ptmap + j * PAGE, &mut page).unwrap();
+            let pt = (mode.spec().table_frame)(pde);
+            assert!(
+                page == m.ram.page(pt),
+                "{mode:?} {era:?}: klast's page table"
+            );
+        }
+    }
+}
+
+/// kvm_walk_pages on a full dump reports every leaf the MMU sees, in order:
+/// the model's mappings and `PTmap`, whose PDEs point to page-directory
+/// pages the walk also enters as page directories.
+fn walk_full_dump(mode: Mode, era: Era) {
+    let m = I386::new(mode, era, false);
+    let s = Scratch::new(&format!("i386-walk-{mode:?}-{era:?}"));
+    let d = m.full_dump();
+    let kvm = open(&s, &m.kernel(), &d.bytes).unwrap();
+    let want = m.expected_pages(&d);
+    let what = format!("{mode:?} {era:?} full dump");
+    assert!(want.len() > 50, "{what}: {} pages", want.len());
+    assert!(
+        want.iter().any(|p| p.offset.is_none()),
+        "undumped pages exist"
+    );
+    let got = fixture::walk(&kvm, &what);
+    let has = |va: u64, pa: u64, len: u64| {
+        got.iter()
+            .any(|p| (p.kmap_vaddr, p.paddr, p.len) == (va, pa, len))
+    };
+    let v = m.va;
+    assert!(
+        has(v.text, v.kernphys, mode.nbpdr()),
+        "{what}: the kernel text at {:#x}",
+        v.text
+    );
+    for i in 0..mode.npgptd() {
+        let at = v.ptmap + (ptdptdi(mode, era) + i) * PAGE;
+        assert!(
+            has(at, m.ptd + i * PAGE, PAGE),
+            "{what}: page-directory page {i} at {at:#x}"
+        );
+    }
+    fixture::assert_pages(&got, &want, &what);
+}
+
+#[test]
+fn walk_full_dump_nopae_old() {
+    walk_full_dump(Mode::NoPae, Era::Old);
+}
+
+#[test]
+fn walk_full_dump_pae_old() {
+    walk_full_dump(Mode::Pae, Era::Old);
+}
+
+#[test]
+fn walk_full_dump_nopae_12() {
+    walk_full_dump(Mode::NoPae, Era::New);
+}
+
+#[test]
+fn walk_full_dump_pae_12() {
+    walk_full_dump(Mode::Pae, Era::New);
+}
+
+/// kvm_walk_pages on minidumps reports exactly the model's PTEs, in order,
+/// for every paging mode and layout.
+#[test]
+fn walk_minidumps_match_model() {
+    let s = Scratch::new("i386-walk-mini");
+    for mode in [Mode::NoPae, Mode::Pae] {
+        for era in [Era::Old, Era::New] {
+            let m = I386::new(mode, era, false);
+            for d in [m.minidump(1), m.minidump(2)] {
                 let kvm = open(&s, &m.kernel(), &d.bytes).unwrap();
                 let want = m.expected_pages(&d);
                 assert!(want.len() > 50, "{mode:?} {era:?}: {} pages", want.len());
