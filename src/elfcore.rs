@@ -110,8 +110,6 @@ pub const PT_DUMP_DELTA: u32 = 0x6fb5_d000;
 
 /// The physical memory of an ELF full dump.
 pub struct ElfCore {
-    /// Class, byte order and machine of the core.
-    pub ident: ElfIdent,
     /// The `PT_DUMP_DELTA` header's `(p_vaddr, p_paddr)`, if present.
     pub dump_delta: Option<(u64, u64)>,
     /// Sorted by physical address, non-overlapping.
@@ -139,7 +137,6 @@ impl ElfCore {
             .map(|s| image.len().saturating_sub(s.off).min(s.size) / 4096)
             .sum();
         Ok(ElfCore {
-            ident,
             dump_delta,
             segs,
             main,

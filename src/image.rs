@@ -95,25 +95,10 @@ impl Image {
         &self.path
     }
 
-    /// "kernel" or "core".
-    pub fn what(&self) -> &'static str {
-        self.what
-    }
-
     /// File length in bytes, as it was at open.
     #[inline]
     pub fn len(&self) -> u64 {
         self.len
-    }
-
-    /// True for an empty file (never: `open` refuses them).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// True when the file is mapped (else every read is a `pread`).
-    pub fn is_mapped(&self) -> bool {
-        self.map.is_some()
     }
 
     /// The whole file, when it is mapped.

@@ -125,7 +125,6 @@ impl OpenOptions {
         let version = identify::check_freebsd(&kimage, &kernel, &lookup, resolver.is_some())?;
         let vtop = (backend.initvtop)(&Setup {
             core: &core,
-            kernel: &kernel,
             lookup: &lookup,
         })
         .map_err(|e| e.in_file("core", core.path()))?;
@@ -264,9 +263,14 @@ impl Kvm {
         }
     }
 
-    /// Calls `f` for every mapped page, in the order described in
-    /// [`crate::walk`], until `f` returns false (`kvm_walk_pages`). Returns
-    /// `Ok(true)` when the walk completed, `Ok(false)` when `f` stopped it.
+    /// Calls `f` for every mapped page until `f` returns false
+    /// (`kvm_walk_pages`): first each leaf of the kernel's page tables (or
+    /// of a minidump's page map), recursive and aliased mappings included,
+    /// in table order; then, on minidumps of architectures with a direct
+    /// map, each dumped page only the direct map reaches. Returns
+    /// `Ok(true)` when the walk completed, `Ok(false)` when `f` stopped it,
+    /// and an error when the tables reach more page tables than the dump
+    /// holds pages (hostile or damaged tables).
     pub fn walk_pages(&self, mut f: impl FnMut(&Page) -> bool) -> Result<bool> {
         self.vtop.walk_pages(&self.core, &mut f)
     }

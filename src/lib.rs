@@ -2,40 +2,70 @@
 //! dumps.
 //!
 //! Open a kernel image and a dump (an ELF full dump or a minidump) taken on
-//! any supported architecture with [`Kvm::open`], then resolve symbols and
-//! read kernel virtual memory. The same functionality is exported to C with
-//! FreeBSD's `kvm.h` names (see `include/kvm.h` and [`capi`]).
+//! any supported architecture (amd64, i386, arm64, riscv) with
+//! [`Kvm::open`], then resolve symbols, read kernel virtual memory and walk
+//! the mapped pages. The same functionality is exported to C with FreeBSD's
+//! `kvm.h` names (`include/kvm.h`; `libkvm.so` and `libkvm.a`).
 //!
-//! Backends (one file each under `arch/`) register themselves in
-//! [`registry::BACKENDS`]; page tables are walked by the data-driven walker in
-//! [`pagetable`]; physical memory is located by the containers in
-//! [`elfcore`] and [`minidump`].
+//! ```
+//! # fn main() -> kvm::Result<()> {
+//! // A sample amd64 minidump and its kernel, from the test fixture.
+//! let kvm = kvm::Kvm::open("tests/data/kernel", "tests/data/vmcore")?;
+//! assert_eq!(kvm.backend(), "amd64 minidump");
+//!
+//! // Symbols resolve as kvm_nlist(3) resolves them.
+//! let version = kvm.symbol("_version").expect("every FreeBSD kernel has one");
+//! let mut buf = [0u8; 64];
+//! let n = kvm.read(version.value, &mut buf)?;
+//! let text = String::from_utf8_lossy(&buf[..n]);
+//! assert!(text.starts_with("FreeBSD 14.2-RELEASE"));
+//!
+//! // Reads that cannot be satisfied say why, naming the address.
+//! let err = kvm.read(0xffff_ffff_8000_0000, &mut buf).unwrap_err();
+//! assert!(err.to_string().starts_with("invalid address (0xffffffff80000000): not mapped"));
+//!
+//! // Every page the kernel maps.
+//! let mut pages = 0;
+//! kvm.walk_pages(|page| {
+//!     pages += page.len / 4096;
+//!     true
+//! })?;
+//! assert!(pages > 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Inside, each dump format is a backend (one file under `arch/`) in a
+//! linker set, as libkvm's `kvm_arch`; one page-table walker described by
+//! data serves every architecture; containers (ELF cores, minidumps) locate
+//! physical memory in the file.
 
 #![warn(missing_docs)]
 
-pub mod capi;
-pub mod elfcore;
-pub mod error;
-pub mod identify;
-pub mod image;
-pub mod kernel;
-pub mod kvm;
-pub mod minidump;
-pub mod pagetable;
-pub mod physmem;
-pub mod registry;
-pub mod walk;
+mod capi;
+mod elfcore;
+mod error;
+mod identify;
+mod image;
+mod kernel;
+mod kvm;
+mod minidump;
+mod pagetable;
+mod physmem;
+mod registry;
+mod walk;
 
 /// Machine-dependent backends, one module per file in `arch/` (listed by
 /// `build.rs`).
-pub mod arch {
+mod arch {
     include!(concat!(env!("OUT_DIR"), "/arch_mods.rs"));
 }
 
 pub use error::{Error, Fault, Result};
-pub use kernel::Symbol;
+pub use kernel::{ntype, Symbol};
 pub use kvm::{Kvm, OpenOptions, Resolver};
-pub use walk::Page;
+pub use physmem::Span;
+pub use walk::{prot, Page};
 
 /// The C header cbindgen generated from this build (tests compare it with
 /// the committed `include/kvm.h`).

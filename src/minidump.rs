@@ -337,11 +337,6 @@ impl Minidump {
         (page < r.end).then_some(page)
     }
 
-    /// Physical addresses of the dumped pages, in file order.
-    pub fn pages(&self) -> impl Iterator<Item = u64> + '_ {
-        self.pages_except(None)
-    }
-
     /// Physical addresses of the dumped pages, in file order, leaving out
     /// those marked in `skip`.
     fn pages_except<'a>(&'a self, skip: Option<&'a Reached>) -> impl Iterator<Item = u64> + 'a {

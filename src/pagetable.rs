@@ -35,15 +35,6 @@ impl Bits {
             any: 0,
         }
     }
-    /// Holds when `entry & mask != value`.
-    pub const fn ne(mask: u64, value: u64) -> Bits {
-        Bits {
-            mask,
-            value,
-            negate: true,
-            any: 0,
-        }
-    }
     /// This test, and one of `any` set as well.
     pub const fn and_any(self, any: u64) -> Bits {
         Bits { any, ..self }

@@ -8,7 +8,6 @@
 use crate::elfcore::ElfIdent;
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::kernel::Kernel;
 use crate::physmem::Span;
 use crate::walk::Page;
 use linkme::distributed_slice;
@@ -67,8 +66,6 @@ impl Probe<'_> {
 pub struct Setup<'a> {
     /// The core file.
     pub core: &'a Image,
-    /// The kernel image.
-    pub kernel: &'a Kernel,
     /// Resolves a kernel symbol (the caller's resolver, else the kernel's table).
     pub lookup: &'a dyn Fn(&str) -> Option<u64>,
 }

@@ -11,7 +11,8 @@
 //!    kernel map did not reach, by its direct-map address alone.
 //!
 //! Nothing is collected: pages stream to the callback, and the only memory
-//! used is one bit per page of the dump's own bitmap.
+//! used records which dumped pages the first part reached (one bit per bit
+//! of the bitmap blocks that hold pages).
 
 /// `VM_PROT_*` (sys/vm/vm.h).
 pub mod prot {

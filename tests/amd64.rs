@@ -319,7 +319,7 @@ fn recursive_slot_shows_the_tables() {
 /// kvm_walk_pages reports exactly the model's pages, in order, and stops
 /// when the callback says so.
 fn walk_matches_model(version: u32) {
-    use kvm::walk::prot::{EXECUTE, READ, WRITE};
+    use kvm::prot::{EXECUTE, READ, WRITE};
     let m = Amd64::new(2 << 20, Fill::Pattern);
     let s = Scratch::new(&format!("walk-{version}"));
     let d = match version {
@@ -398,4 +398,31 @@ fn walk_pages_minidump_v2() {
 #[test]
 fn walk_pages_minidump_v3() {
     walk_matches_model(3);
+}
+
+/// `tests/data/kernel` and `tests/data/vmcore`, which the documentation's
+/// examples open, are the fixture's sample machine and its version 1
+/// minidump, byte for byte (`KVM_UPDATE_SAMPLE=1` rewrites them).
+#[test]
+fn sample_dump_is_current() {
+    let m = Amd64::sample();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for (name, bytes) in [("kernel", m.kernel()), ("vmcore", m.minidump(1).bytes)] {
+        let path = dir.join(name);
+        if std::env::var_os("KVM_UPDATE_SAMPLE").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap();
+        assert!(
+            committed == bytes,
+            "{} differs from the fixture's",
+            path.display()
+        );
+    }
+    let kvm = Kvm::open(dir.join("kernel"), dir.join("vmcore")).unwrap();
+    let mut buf = vec![0u8; VERSION.len()];
+    kvm.read_exact(kvm.symbol("version").unwrap().value, &mut buf)
+        .unwrap();
+    assert_eq!(buf, VERSION);
 }
