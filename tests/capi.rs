@@ -136,3 +136,44 @@ fn examples_agree() {
     // The Rust example also names the backend on its first line.
     assert_eq!(from_rust.split_once('\n').unwrap().1, from_c);
 }
+
+/// kvm_read2, kvm_geterr and kvm_close work from an atexit handler and a
+/// thread-specific data destructor, after the same threads failed calls
+/// (per-thread error texts once lived in thread-local storage, destroyed
+/// by then: the process aborted with status 134).
+#[test]
+fn calls_from_exit_paths() {
+    let m = Amd64::new(2 << 20, Fill::Pattern);
+    let s = Scratch::new("exitpaths");
+    let k = s.file("kernel", &m.kernel());
+    let c = s.file("core", &m.minidump(3).bytes);
+    for static_link in [false, true] {
+        let bin = compile(
+            &root().join("tests/c/exit_paths.c"),
+            &s.path().join(format!("exit_paths_{static_link}")),
+            static_link,
+        );
+        let out = Command::new(&bin)
+            .arg(&k)
+            .arg(&c)
+            .arg("0x10")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {:?}\n{stdout}\n{}",
+            bin.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = "invalid address (0x10): not mapped";
+        for step in ["thread", "destructor", "main", "atexit"] {
+            assert!(
+                stdout.contains(&format!("{step}: {text}")),
+                "{step} missing:\n{stdout}"
+            );
+        }
+        assert!(stdout.ends_with("atexit: closed\n"), "{stdout}");
+    }
+}
