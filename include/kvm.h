@@ -26,11 +26,18 @@ typedef unsigned char vm_prot_t;
 #define VM_PROT_WRITE ((vm_prot_t)0x02)
 #define VM_PROT_EXECUTE ((vm_prot_t)0x04)
 
+typedef struct __kvm kvm_t;
+
 /*
  * FreeBSD's struct nlist as sys/nlist_aout.h declares it without
- * _AOUT_INCLUDE_, used by kvm_nlist().  Linux has no such header, so it is
- * declared here unless a FreeBSD <nlist.h> was included first.
+ * _AOUT_INCLUDE_, for kvm_nlist().  Linux has no such header, so it is
+ * declared here unless a FreeBSD <nlist.h> came first (same declaration).
+ * The <nlist.h> of elfutils (and of old glibc) declares a different
+ * struct nlist: included before this header, it leaves kvm_nlist()
+ * undeclared (use kvm_nlist2()); to include it after this header, define
+ * KVM_NO_NLIST first, which leaves out struct nlist and kvm_nlist().
  */
+#if !defined(KVM_NO_NLIST) && !defined(_NLIST_H)
 #if !defined(_NLIST_H_) && !defined(_SYS_NLIST_AOUT_H_)
 #define _SYS_NLIST_AOUT_H_
 struct nlist {
@@ -40,6 +47,23 @@ struct nlist {
 	short n_desc;
 	unsigned long n_value;
 };
+#endif
+#ifdef __cplusplus
+extern "C" {
+#endif
+/*
+ * Resolves each name in the a.out-style list nl (up to an entry with a NULL
+ * or empty name), as kvm_nlist2().  Returns the number of names not found,
+ * or -1 on error, including a value that does not fit in unsigned long.
+ */
+int kvm_nlist(kvm_t *kd, struct nlist *nl);
+#ifdef __cplusplus
+}
+#endif
+#endif
+
+/* a.out symbol types (sys/nlist_aout.h), for n_type. */
+#ifndef N_UNDF
 #define N_UNDF 0x00
 #define N_ABS 0x02
 #define N_TEXT 0x04
@@ -48,8 +72,6 @@ struct nlist {
 #define N_FN 0x1f
 #define N_EXT 0x01
 #endif
-
-typedef struct __kvm kvm_t;
 
 /* kvm_walk_pages() callback: return 0 to stop the walk (FreeBSD kvm.h). */
 struct kvm_page;
@@ -211,12 +233,6 @@ kssize_t kvm_kerndisp(kvm_t *kd);
  set to 0), or -1 on error.
  */
 int kvm_nlist2(kvm_t *kd, struct kvm_nlist *nl);
-
-/*
- Resolves each name in the a.out-style list `nl`, as `kvm_nlist2()`.
- Fails (-1) if a value does not fit in `unsigned long`.
- */
-int kvm_nlist(kvm_t *kd, struct nlist *nl);
 
 /*
  Reads `len` bytes of kernel virtual memory at `kva` into `buf`. Returns

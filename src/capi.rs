@@ -488,7 +488,10 @@ pub unsafe extern "C" fn kvm_nlist2(kd: *mut kvm_t, nl: *mut kvm_nlist) -> c_int
 }
 
 /// Resolves each name in the a.out-style list `nl`, as `kvm_nlist2()`.
-/// Fails (-1) if a value does not fit in `unsigned long`.
+/// Fails (-1) if a value does not fit in `unsigned long`. (Declared in the
+/// header's prelude, where elfutils' `<nlist.h>` can leave it out.)
+///
+/// cbindgen:ignore
 #[no_mangle]
 pub unsafe extern "C" fn kvm_nlist(kd: *mut kvm_t, nl: *mut nlist) -> c_int {
     resolve_list(kd, nl, "kvm_nlist")
