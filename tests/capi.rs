@@ -98,6 +98,24 @@ fn c_program_checks_every_entry_point() {
     }
 }
 
+/// The Python interpreter that runs examples/kvm_ctypes.py.
+const PYTHON: &str = "python3";
+
+/// A program the tests need but cannot find fails them with its name and
+/// why it is needed, not an opaque `NotFound`.
+#[test]
+fn a_missing_tool_is_named() {
+    let e = std::panic::catch_unwind(|| {
+        fixture::c::output(&mut Command::new("kvm-no-such-tool"), "run this test")
+    })
+    .unwrap_err();
+    let text = e.downcast_ref::<String>().unwrap();
+    assert!(
+        text.starts_with("`kvm-no-such-tool` was not found: it is needed to run this test"),
+        "{text}"
+    );
+}
+
 /// The C, Python and Rust examples print the same thing for the same dump.
 #[test]
 fn examples_agree() {
@@ -111,13 +129,10 @@ fn examples_agree() {
         false,
     );
     let run = |cmd: &mut Command| {
-        let out = cmd
-            .arg(&kernel)
-            .arg(&core)
-            .arg("version")
-            .arg("0x50")
-            .output()
-            .unwrap();
+        let out = fixture::c::output(
+            cmd.arg(&kernel).arg(&core).arg("version").arg("0x50"),
+            "run the examples (python3 runs examples/kvm_ctypes.py)",
+        );
         assert!(
             out.status.success(),
             "{cmd:?}: {}",
@@ -126,7 +141,7 @@ fn examples_agree() {
         String::from_utf8(out.stdout).unwrap()
     };
     let from_c = run(&mut Command::new(&c));
-    let from_py = run(Command::new("python3")
+    let from_py = run(Command::new(PYTHON)
         .arg(root().join("examples/kvm_ctypes.py"))
         .env("KVM_LIBRARY", target_dir().join("libkvm.so")));
     let rust_bin = target_dir().join("examples/kvmread");

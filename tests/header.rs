@@ -40,7 +40,9 @@ fn compile(name: &str, src: &str) -> Result<(), String> {
             .arg(root().join("include"))
             .arg(&path)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run the compiler `{compiler}`: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run `{compiler}` ({e}): it is needed to compile include/kvm.h")
+            });
         if !out.status.success() {
             errors += &format!("{compiler}: {}", String::from_utf8_lossy(&out.stderr));
         }
