@@ -1,24 +1,36 @@
-//! Read-path benchmark: `cargo bench` (or `cargo bench -- --quick`).
+//! Read-path benchmark: `cargo bench -- --quick` (short budgets), `cargo
+//! bench` (longer ones), `cargo bench -- --quick --smoke` (CI: small dumps,
+//! tiny budgets, every code path in a few seconds).
 //!
-//! Builds an amd64 ELF full dump and a v3 minidump of 1 GiB of RAM (sparse
-//! files) with the test fixture, then measures open time, random 8-byte and
-//! 4 KiB reads per second, and sequential 1 MiB throughput. In the same run
-//! it measures a libkvm-style reader (one pread per page-table level and per
-//! page, no caching, as `lib/libkvm/kvm_amd64.c` and
-//! `kvm_minidump_amd64.c` do) so results are ratios on one machine.
-//! A counting allocator checks the read loop performs no heap allocation.
+//! Builds an amd64 ELF full dump and a v3 minidump, an i386 ELF full dump
+//! and an i386 PAE minidump, each of 1 GiB of RAM (sparse files, cached in
+//! `target/bench-dumps`; `--smoke` builds 64 MiB ones in
+//! `target/bench-dumps/smoke`), then measures open time, random 8-byte and
+//! 4 KiB reads per second, sequential 1 MiB throughput and the page walk.
+//!
+//! Cold and warm reads are compared in the same run with libkvm-style
+//! readers (the top-level table, or a minidump's bitmap ranks and page map,
+//! read at open; then one pread per uncached page-table level and one for
+//! the data, as `lib/libkvm/kvm_amd64.c`, `kvm_i386.c`,
+//! `kvm_minidump_amd64.c` and `kvm_minidump_i386.c` do), so results are
+//! ratios on one machine. A counting allocator checks the read loop
+//! performs no heap allocation.
+//!
+//! Run without `--bench` (as `cargo test --benches` does) it runs as a
+//! test: the `--smoke` run.
 
 #[path = "../tests/fixture/mod.rs"]
 mod fixture;
 
 use fixture::amd64::{Amd64, DMAP_MIN, KERNBASE, KERNLOAD, KERNSIZE};
 use fixture::{write_sparse, Fill, PAGE};
-use kvm::Kvm;
+use kvm::{Kvm, OpenOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs::File;
 use std::hint::black_box;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -36,7 +48,122 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
-const RAM_TOP: u64 = 0x4000_0000 + 0x10_0000; // 1 GiB of RAM from 1 MiB
+/// What a run measures and how long it may take.
+struct Cfg {
+    /// Small dumps in their own directory, tiny budgets.
+    smoke: bool,
+    /// Time per rate measurement.
+    budget: Duration,
+    /// Addresses in each random list of the rate measurements.
+    n_random: usize,
+    /// Reads per pass of the cold/warm comparison.
+    cold_n: usize,
+    /// Repetitions of the cold/warm comparison.
+    cold_reps: usize,
+    /// Top of the amd64 machines' main RAM range.
+    amd64_top: u64,
+    /// Top of the i386 machines' RAM (mapped at `BIG_VA` from 32 MiB).
+    i386_top: u64,
+    /// Where the dumps are kept.
+    dir: PathBuf,
+}
+
+const USAGE: &str = "usage: cargo bench --bench read -- [--quick] [--smoke]
+  --quick  short budgets (0.2 s per measurement instead of 1 s)
+  --smoke  64 MiB-RAM dumps in target/bench-dumps/smoke and tiny budgets:
+           every code path in a few seconds (CI)
+libtest options cargo may pass (--bench, --nocapture, --color X, ...) are
+accepted and ignored; without --bench the binary runs as a test (--smoke).";
+
+impl Cfg {
+    /// Parses the command line as a libtest binary would receive it.
+    fn from_args() -> Cfg {
+        let (mut quick, mut smoke, mut bench, mut list, mut ignored) =
+            (false, false, false, false, false);
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let (flag, inline_value) = match arg.split_once('=') {
+                Some((f, _)) if f.starts_with("--") => (f.to_owned(), true),
+                _ => (arg.clone(), false),
+            };
+            match flag.as_str() {
+                "--quick" => quick = true,
+                "--smoke" => smoke = true,
+                "--bench" => bench = true,
+                "--list" => list = true,
+                "--ignored" => ignored = true,
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                // libtest flags: accepted, meaningless here.
+                "--test"
+                | "--nocapture"
+                | "--show-output"
+                | "--exact"
+                | "--include-ignored"
+                | "-q"
+                | "--quiet"
+                | "--force-run-in-process"
+                | "--report-time"
+                | "--ensure-time"
+                | "--shuffle"
+                | "--no-capture" => {}
+                // libtest options with a value.
+                "--color" | "--format" | "--test-threads" | "--skip" | "--logfile" | "-Z"
+                | "--shuffle-seed" => {
+                    if !inline_value {
+                        args.next();
+                    }
+                }
+                _ if arg.starts_with('-') => {
+                    eprintln!("read bench: unknown option {arg:?}\n{USAGE}");
+                    std::process::exit(2);
+                }
+                _ => {
+                    eprintln!("read bench: ignoring the filter {arg:?} (one benchmark, always run)")
+                }
+            }
+        }
+        if list {
+            // libtest's listing: one benchmark (none among the ignored).
+            if !ignored {
+                println!("read: {}", if bench { "bench" } else { "test" });
+            }
+            std::process::exit(0);
+        }
+        if !bench && !smoke {
+            println!("no --bench: running as a test, with --smoke");
+            smoke = true;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-dumps");
+        let cfg = if smoke {
+            Cfg {
+                smoke,
+                budget: Duration::from_millis(2),
+                n_random: 1 << 12,
+                cold_n: 2000,
+                cold_reps: 3,
+                amd64_top: 0x400_0000,
+                i386_top: 0x200_0000 + (64 << 20),
+                dir: root.join("smoke"),
+            }
+        } else {
+            Cfg {
+                smoke,
+                budget: Duration::from_millis(if quick { 200 } else { 1000 }),
+                n_random: 1 << 16,
+                cold_n: 20_000,
+                cold_reps: 5,
+                amd64_top: 0x4000_0000 + 0x10_0000, // 1 GiB of RAM from 1 MiB
+                i386_top: (1 << 30) + (32 << 20),
+                dir: root,
+            }
+        };
+        std::fs::create_dir_all(&cfg.dir).unwrap();
+        cfg
+    }
+}
 
 /// Runs `f` over `addrs` once untimed (so first-touch page faults of the
 /// mapping are not counted), then repeatedly for about `budget`; returns
@@ -56,14 +183,77 @@ fn rate(budget: Duration, addrs: &[u64], mut f: impl FnMut(u64)) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// libkvm's full-dump read: PML4 cached, then one pread per level and one
-/// for the data (`_amd64_vatop` + `kvm_read2`).
-struct PreadFull {
-    file: File,
-    segs: Vec<(u64, u64, u64)>,
-    pml4: Vec<u64>,
+/// Reads 8 bytes of kernel virtual memory; the readers compared.
+trait Read8 {
+    fn read8(&self, va: u64) -> u64;
 }
-impl PreadFull {
+
+impl Read8 for Kvm {
+    #[inline]
+    fn read8(&self, va: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(va, &mut b).unwrap();
+        u64::from_le_bytes(b)
+    }
+}
+
+fn le16(b: &[u8]) -> usize {
+    u16::from_le_bytes(b[..2].try_into().unwrap()).into()
+}
+fn le32(b: &[u8]) -> u64 {
+    u32::from_le_bytes(b[..4].try_into().unwrap()).into()
+}
+fn le64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().unwrap())
+}
+
+/// `len` bytes at `off`, with one pread.
+fn pread_vec(file: &File, off: u64, len: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len as usize];
+    file.read_exact_at(&mut v, off).unwrap();
+    v
+}
+
+/// The 8 bytes at `off`, with one pread.
+fn pread8(file: &File, off: u64) -> u64 {
+    let mut b = [0u8; 8];
+    file.read_exact_at(&mut b, off).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// An ELF full dump read as libkvm reads one: the PT_LOAD headers at open,
+/// then a physical address is found by a scan of the segments
+/// (`_kvm_pa2off`) and read with pread.
+struct ElfCore {
+    file: File,
+    /// PT_LOAD segments: (p_paddr, p_filesz, p_offset).
+    segs: Vec<(u64, u64, u64)>,
+}
+
+impl ElfCore {
+    fn open(core: &Path) -> ElfCore {
+        let file = File::open(core).unwrap();
+        let eh = pread_vec(&file, 0, 64);
+        let is64 = eh[4] == 2; // EI_CLASS == ELFCLASS64
+        let (phoff, phentsize, phnum) = if is64 {
+            (le64(&eh[32..]), le16(&eh[54..]), le16(&eh[56..]))
+        } else {
+            (le32(&eh[28..]), le16(&eh[42..]), le16(&eh[44..]))
+        };
+        let ph = pread_vec(&file, phoff, (phentsize * phnum) as u64);
+        let segs = ph
+            .chunks(phentsize)
+            .filter(|p| le32(p) == 1) // PT_LOAD
+            .map(|p| {
+                if is64 {
+                    (le64(&p[24..]), le64(&p[32..]), le64(&p[8..]))
+                } else {
+                    (le32(&p[12..]), le32(&p[16..]), le32(&p[4..]))
+                }
+            })
+            .collect();
+        ElfCore { file, segs }
+    }
     fn pa2off(&self, pa: u64) -> u64 {
         let s = self
             .segs
@@ -72,48 +262,306 @@ impl PreadFull {
             .expect("pa in dump");
         s.2 + (pa - s.0)
     }
-    fn entry(&self, pa: u64) -> u64 {
-        let mut b = [0u8; 8];
-        self.file.read_exact_at(&mut b, self.pa2off(pa)).unwrap();
-        u64::from_le_bytes(b)
+    /// The 8 bytes at physical `pa`: one pread.
+    fn phys8(&self, pa: u64) -> u64 {
+        pread8(&self.file, self.pa2off(pa))
+    }
+}
+
+/// libkvm's amd64 full-dump reader: the PML4 read at open, then one pread
+/// per lower level and one for the data (`_amd64_vatop` + `kvm_read2`).
+struct PreadFull {
+    core: ElfCore,
+    pml4: Vec<u64>,
+}
+
+impl PreadFull {
+    /// Opens `core` whose PML4 is at physical `root` (libkvm finds it
+    /// through `KPML4phys`; the bench takes it from the model).
+    fn open(core: &Path, root: u64) -> PreadFull {
+        let core = ElfCore::open(core);
+        let page = pread_vec(&core.file, core.pa2off(root), PAGE);
+        let pml4 = page.chunks(8).map(le64).collect();
+        PreadFull { core, pml4 }
     }
     fn read(&self, va: u64, buf: &mut [u8]) {
         let f = 0x000f_ffff_ffff_f000;
-        let pdpe =
-            self.entry((self.pml4[((va >> 39) & 511) as usize] & f) + ((va >> 30) & 511) * 8);
+        let pdpe = self
+            .core
+            .phys8((self.pml4[((va >> 39) & 511) as usize] & f) + ((va >> 30) & 511) * 8);
         let pa = if pdpe & 0x80 != 0 {
             (pdpe & 0x000f_ffff_c000_0000) + (va & 0x3fff_ffff)
         } else {
-            let pde = self.entry((pdpe & f) + ((va >> 21) & 511) * 8);
+            let pde = self.core.phys8((pdpe & f) + ((va >> 21) & 511) * 8);
             if pde & 0x80 != 0 {
                 (pde & 0x000f_ffff_ffe0_0000) + (va & 0x1f_ffff)
             } else {
-                (self.entry((pde & f) + ((va >> 12) & 511) * 8) & f) + (va & 0xfff)
+                (self.core.phys8((pde & f) + ((va >> 12) & 511) * 8) & f) + (va & 0xfff)
             }
         };
-        self.file.read_exact_at(buf, self.pa2off(pa)).unwrap();
+        self.core
+            .file
+            .read_exact_at(buf, self.core.pa2off(pa))
+            .unwrap();
+    }
+}
+
+impl Read8 for PreadFull {
+    fn read8(&self, va: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(va, &mut b);
+        u64::from_le_bytes(b)
+    }
+}
+
+/// libkvm's i386 non-PAE full-dump reader: the page directory read at
+/// open, then one pread for a page table (none under a 4 MiB page) and one
+/// for the data (`_i386_vatop`).
+struct PreadI386Full {
+    core: ElfCore,
+    ptd: Vec<u64>,
+}
+
+impl PreadI386Full {
+    /// Opens `core` whose page directory is at physical `root` (libkvm
+    /// finds it through `IdlePTD_nopae`; the bench takes it from the model).
+    fn open(core: &Path, root: u64) -> PreadI386Full {
+        let core = ElfCore::open(core);
+        let page = pread_vec(&core.file, core.pa2off(root), PAGE);
+        let ptd = page.chunks(4).map(le32).collect();
+        PreadI386Full { core, ptd }
+    }
+}
+
+impl Read8 for PreadI386Full {
+    fn read8(&self, va: u64) -> u64 {
+        let pde = self.ptd[(va >> 22) as usize & 1023];
+        assert!(pde & 1 != 0, "{va:#x} not mapped");
+        let pa = if pde & 0x80 != 0 {
+            (pde & 0xffc0_0000) | (va & 0x3f_ffff)
+        } else {
+            let pte = self
+                .core
+                .phys8((pde & 0xffff_f000) + ((va >> 12) & 1023) * 4);
+            (pte & 0xffff_f000) | (va & 0xfff)
+        };
+        self.core.phys8(pa)
+    }
+}
+
+/// The physical memory of a minidump as libkvm indexes it: dump_avail, the
+/// page bitmap and a popcount per 64-bit word (`_kvm_pt_init`); a page's
+/// file offset is then its rank among the dumped pages (`_kvm_pt_find`).
+struct MiniPhys {
+    file: File,
+    /// dump_avail ranges (empty: bit N is physical page N).
+    avail: Vec<(u64, u64)>,
+    bitmap: Vec<u64>,
+    /// Set bits before each bitmap word.
+    ranks: Vec<u32>,
+    sparse_off: u64,
+}
+
+impl MiniPhys {
+    /// Reads dump_avail (`avail`: offset and size, size 0 if none) and
+    /// the bitmap; the dumped pages start at `sparse_off`.
+    fn open(file: File, avail: (u64, u64), bitmap: (u64, u64), sparse_off: u64) -> MiniPhys {
+        let avail = pread_vec(&file, avail.0, avail.1)
+            .chunks_exact(16)
+            .map(|p| (le64(p), le64(&p[8..])))
+            .take_while(|&r| r != (0, 0))
+            .collect();
+        let bitmap: Vec<u64> = pread_vec(&file, bitmap.0, bitmap.1)
+            .chunks(8)
+            .map(|w| {
+                let mut b = [0u8; 8];
+                b[..w.len()].copy_from_slice(w);
+                u64::from_le_bytes(b)
+            })
+            .collect();
+        let mut sum = 0u32;
+        let ranks = bitmap
+            .iter()
+            .map(|w| {
+                let r = sum;
+                sum += w.count_ones();
+                r
+            })
+            .collect();
+        MiniPhys {
+            file,
+            avail,
+            bitmap,
+            ranks,
+            sparse_off,
+        }
+    }
+    /// The bitmap bit of `pa` (`_kvm_pa_bit_id`).
+    fn bit(&self, pa: u64) -> u64 {
+        if self.avail.is_empty() {
+            return pa / PAGE;
+        }
+        let mut adj = 0;
+        for &(s, e) in &self.avail {
+            if pa >= s && pa < e {
+                return pa / PAGE - s / PAGE + adj;
+            }
+            adj += e.div_ceil(PAGE) - s / PAGE;
+        }
+        panic!("{pa:#x} outside dump_avail")
+    }
+    /// The file offset of physical `pa`.
+    fn pa2off(&self, pa: u64) -> u64 {
+        let b = self.bit(pa);
+        let (w, mask) = ((b / 64) as usize, 1u64 << (b % 64));
+        assert!(self.bitmap[w] & mask != 0, "{pa:#x} not in the dump");
+        let rank = u64::from(self.ranks[w]) + u64::from((self.bitmap[w] & (mask - 1)).count_ones());
+        self.sparse_off + rank * PAGE + (pa & (PAGE - 1))
+    }
+    /// The 8 bytes at physical `pa`: one pread.
+    fn phys8(&self, pa: u64) -> u64 {
+        pread8(&self.file, self.pa2off(pa))
+    }
+}
+
+/// The section offsets of a minidump: header page, message buffer,
+/// dump_avail, bitmap, page map, pages; returns (dump_avail, bitmap, page
+/// map) as (offset, size), and the offset of the pages.
+fn mini_layout(msgbuf: u64, avail: u64, bitmap: u64, pmap: u64) -> [(u64, u64); 4] {
+    let r = fixture::round_page;
+    let avail_off = PAGE + r(msgbuf);
+    let bitmap_off = avail_off + r(avail);
+    let pmap_off = bitmap_off + r(bitmap);
+    let sparse_off = pmap_off + r(pmap);
+    [
+        (avail_off, avail),
+        (bitmap_off, bitmap),
+        (pmap_off, pmap),
+        (sparse_off, 0),
+    ]
+}
+
+/// libkvm's amd64 minidump reader: header, dump_avail, bitmap ranks and
+/// the page map (PDEs) read at open; a direct-map read is then one pread
+/// for the data, a kernel-map read one more for a 4 KiB page's PTE
+/// (`_amd64_minidump_vatop`).
+struct PreadMiniAmd64 {
+    phys: MiniPhys,
+    kernbase: u64,
+    dmap: (u64, u64),
+    pdes: Vec<u64>,
+}
+
+impl PreadMiniAmd64 {
+    fn open(core: &Path) -> PreadMiniAmd64 {
+        let file = File::open(core).unwrap();
+        let h = pread_vec(&file, 0, PAGE);
+        assert!(h.starts_with(b"minidump FreeBSD/amd64\0"));
+        let version = le32(&h[24..]);
+        let avail = if version >= 3 { le32(&h[64..]) } else { 0 };
+        let [avail, bitmap, pmap, sparse] =
+            mini_layout(le32(&h[28..]), avail, le32(&h[32..]), le32(&h[36..]));
+        let pdes = pread_vec(&file, pmap.0, pmap.1)
+            .chunks(8)
+            .map(le64)
+            .collect();
+        PreadMiniAmd64 {
+            phys: MiniPhys::open(file, avail, bitmap, sparse.0),
+            kernbase: le64(&h[40..]),
+            dmap: (le64(&h[48..]), le64(&h[56..])),
+            pdes,
+        }
+    }
+}
+
+impl Read8 for PreadMiniAmd64 {
+    fn read8(&self, va: u64) -> u64 {
+        let pa = if va >= self.dmap.0 && va < self.dmap.1 {
+            va - self.dmap.0
+        } else {
+            let pde = self.pdes[((va - self.kernbase) >> 21) as usize];
+            assert!(pde & 1 != 0, "{va:#x} not mapped");
+            if pde & 0x80 != 0 {
+                (pde & 0x000f_ffff_ffe0_0000) + (va & 0x1f_ffff)
+            } else {
+                let pte = self
+                    .phys
+                    .phys8((pde & 0x000f_ffff_ffff_f000) + ((va >> 12) & 511) * 8);
+                (pte & 0x000f_ffff_ffff_f000) + (va & 0xfff)
+            }
+        };
+        self.phys.phys8(pa)
+    }
+}
+
+/// libkvm's i386 minidump reader: header, dump_avail, bitmap ranks and the
+/// PTE map read at open; a read is then one pread for the data
+/// (`_i386_minidump_vatop` and `_i386_minidump_vatop_pae`).
+struct PreadMiniI386 {
+    phys: MiniPhys,
+    kernbase: u64,
+    ptes: Vec<u64>,
+    pae: bool,
+}
+
+impl PreadMiniI386 {
+    fn open(core: &Path) -> PreadMiniI386 {
+        let file = File::open(core).unwrap();
+        let h = pread_vec(&file, 0, PAGE);
+        assert!(h.starts_with(b"minidump FreeBSD/i386\0"));
+        let version = le32(&h[24..]);
+        let avail = if version >= 2 { le32(&h[48..]) } else { 0 };
+        let [avail, bitmap, pmap, sparse] =
+            mini_layout(le32(&h[28..]), avail, le32(&h[32..]), le32(&h[36..]));
+        let pae = le32(&h[44..]) != 0;
+        let ptes = pread_vec(&file, pmap.0, pmap.1)
+            .chunks(if pae { 8 } else { 4 })
+            .map(|e| if pae { le64(e) } else { le32(e) })
+            .collect();
+        PreadMiniI386 {
+            phys: MiniPhys::open(file, avail, bitmap, sparse.0),
+            kernbase: le32(&h[40..]),
+            ptes,
+            pae,
+        }
+    }
+}
+
+impl Read8 for PreadMiniI386 {
+    fn read8(&self, va: u64) -> u64 {
+        let pte = self.ptes[((va - self.kernbase) >> 12) as usize];
+        assert!(pte & 1 != 0, "{va:#x} not mapped");
+        let frame = if self.pae {
+            0x000f_ffff_ffff_f000
+        } else {
+            0xffff_f000
+        };
+        self.phys.phys8((pte & frame) | (va & 0xfff))
     }
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let budget = Duration::from_millis(if quick { 200 } else { 1000 });
-    amd64(budget);
-    i386(budget);
-    other_architectures(budget);
+    let cfg = Cfg::from_args();
+    let t = Instant::now();
+    amd64(&cfg);
+    i386(&cfg);
+    other_architectures(&cfg);
+    if cfg.smoke {
+        println!("\nsmoke run done in {:.1?}", t.elapsed());
+    }
 }
 
-/// The directory holding the benchmark dumps; they are rebuilt only when
-/// missing (the models are deterministic).
-fn dumps_dir() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-dumps");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// Writes a dump sparse, under a temporary name first, so that an
+/// interrupted run never leaves a partial file that looks cached.
+fn write_dump(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("partial");
+    write_sparse(&tmp, bytes);
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// `n` random 8-byte-aligned addresses in `[base, base + len - 8)`.
 fn random_addrs(seed: u64, n: usize, base: u64, len: u64) -> Vec<u64> {
-    let mut x = seed;
+    let mut x = seed | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;
@@ -127,16 +575,18 @@ fn random_addrs(seed: u64, n: usize, base: u64, len: u64) -> Vec<u64> {
 /// Where a dump's memory is: a wide region (all of RAM through one map),
 /// a narrow one (the kernel image) and the range for sequential reads.
 struct Regions {
+    wide_range: (u64, u64),
     wide: Vec<u64>,
     narrow: Vec<u64>,
     seq: Vec<u64>,
 }
 
 impl Regions {
-    fn new(wide: (u64, u64), narrow: (u64, u64)) -> Regions {
+    fn new(n: usize, wide: (u64, u64), narrow: (u64, u64)) -> Regions {
         Regions {
-            wide: random_addrs(0x9e37_79b9_7f4a_7c15, 1 << 16, wide.0, wide.1),
-            narrow: random_addrs(0x2545_f491_4f6c_dd1d, 1 << 16, narrow.0, narrow.1),
+            wide_range: wide,
+            wide: random_addrs(0x9e37_79b9_7f4a_7c15, n, wide.0, wide.1),
+            narrow: random_addrs(0x2545_f491_4f6c_dd1d, n, narrow.0, narrow.1),
             seq: (0..wide.1 >> 20).map(|i| wide.0 + (i << 20)).collect(),
         }
     }
@@ -155,8 +605,153 @@ fn open_timed(kernel: &Path, core: &Path) -> (Kvm, String) {
     (kvm, format!("{best:.2?} (first open {first:.2?})"))
 }
 
-/// Opens a dump and measures every read pattern on it; returns the handle.
-fn measure(name: &str, kernel: &Path, core: &Path, r: &Regions, budget: Duration) -> Kvm {
+/// Reads a file whole, so that its pages are in the page cache.
+fn warm_page_cache(path: &Path) {
+    let mut f = File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    while f.read(&mut buf).unwrap() > 0 {}
+}
+
+/// Minor page faults of this process so far.
+fn minor_faults() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_minflt as u64
+}
+
+/// One reader's three passes over one list, on a handle opened for them.
+#[derive(Clone, Copy, Default)]
+struct Passes {
+    /// Reads per second in passes 1 (cold), 2 and 3 (warm).
+    rate: [f64; 3],
+    /// Minor page faults during pass 1.
+    faults: u64,
+}
+
+/// Opens a reader, reads `addrs` three times (each pass timed), closes it.
+fn passes<R: Read8>(open: &impl Fn() -> R, addrs: &[u64]) -> Passes {
+    let reader = open();
+    let mut p = Passes::default();
+    for i in 0..3 {
+        let faults = minor_faults();
+        let t = Instant::now();
+        let mut sum = 0u64;
+        for &a in addrs {
+            sum = sum.wrapping_add(reader.read8(black_box(a)));
+        }
+        p.rate[i] = addrs.len() as f64 / t.elapsed().as_secs_f64();
+        black_box(sum);
+        if i == 0 {
+            p.faults = minor_faults() - faults;
+        }
+    }
+    drop(reader);
+    p
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Cold and warm random 8-byte reads over `wide` (base, length) for this
+/// library mapped, this library in pread mode, and the libkvm-style reader
+/// `libkvm` opens: the page cache holds the files; each repetition opens
+/// every reader afresh, in a rotating order, with its own address list;
+/// pass 1 is cold, passes 2 and 3 warm. Prints medians of rates and of
+/// the ratios within each repetition.
+fn cold_warm<L: Read8>(
+    cfg: &Cfg,
+    kernel: &Path,
+    core: &Path,
+    wide: (u64, u64),
+    libkvm: impl Fn() -> L,
+) {
+    warm_page_cache(kernel);
+    warm_page_cache(core);
+    let mapped = || Kvm::open(kernel, core).unwrap();
+    let pread_mode = || OpenOptions::new().pread(true).open(kernel, core).unwrap();
+    // Untimed: every reader once (first-use costs out of the way), and all
+    // read the same bytes.
+    {
+        let (m, p, l) = (mapped(), pread_mode(), libkvm());
+        for va in random_addrs(0x0123_4567_89ab_cdef, 2000, wide.0, wide.1) {
+            let want = m.read8(va);
+            assert_eq!(p.read8(va), want, "pread mode at {va:#x}");
+            assert_eq!(l.read8(va), want, "libkvm-style reader at {va:#x}");
+        }
+    }
+    let mut runs = Vec::new();
+    for rep in 0..cfg.cold_reps {
+        let mut row = [Passes::default(); 3];
+        for k in 0..3 {
+            let who = (rep + k) % 3;
+            let seed = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul((rep * 3 + who + 1) as u64);
+            let addrs = random_addrs(seed, cfg.cold_n, wide.0, wide.1);
+            row[who] = match who {
+                0 => passes(&mapped, &addrs),
+                1 => passes(&pread_mode, &addrs),
+                _ => passes(&libkvm, &addrs),
+            };
+        }
+        runs.push(row);
+    }
+    let med = |who: usize, pass: usize| median(runs.iter().map(|r| r[who].rate[pass]).collect());
+    let ratio = |who: usize, pass: usize| {
+        median(
+            runs.iter()
+                .map(|r| r[who].rate[pass] / r[2].rate[pass])
+                .collect(),
+        )
+    };
+    let faults = median(runs.iter().map(|r| r[0].faults as f64).collect());
+    let n = if cfg.cold_n % 1000 == 0 {
+        format!("{}k", cfg.cold_n / 1000)
+    } else {
+        cfg.cold_n.to_string()
+    };
+    println!(
+        "  cold {n} random 8 B, all RAM: kvm {:.2} M/s ({faults:.0} faults), kvm pread-mode {:.2} M/s, \
+         libkvm-style pread {:.2} M/s (kvm/pread {:.2}x, pread-mode/pread {:.2}x; median of {})",
+        med(0, 0) / 1e6,
+        med(1, 0) / 1e6,
+        med(2, 0) / 1e6,
+        ratio(0, 0),
+        ratio(1, 0),
+        cfg.cold_reps
+    );
+    println!(
+        "  warm, passes 2 | 3: kvm {:.2} | {:.2} M/s, kvm pread-mode {:.2} | {:.2} M/s, \
+         libkvm-style pread {:.2} | {:.2} M/s (kvm/pread {:.2}x | {:.2}x)",
+        med(0, 1) / 1e6,
+        med(0, 2) / 1e6,
+        med(1, 1) / 1e6,
+        med(1, 2) / 1e6,
+        med(2, 1) / 1e6,
+        med(2, 2) / 1e6,
+        ratio(0, 1),
+        ratio(0, 2)
+    );
+}
+
+/// Opens a dump and measures every read pattern on it, cold and warm reads
+/// against the libkvm-style reader `libkvm` opens among them; returns the
+/// handle.
+fn measure<L: Read8>(
+    cfg: &Cfg,
+    name: &str,
+    kernel: &Path,
+    core: &Path,
+    r: &Regions,
+    libkvm: impl Fn() -> L,
+) -> Kvm {
+    let budget = cfg.budget;
     let size = std::fs::metadata(core).unwrap().len();
     let (kvm, open) = open_timed(kernel, core);
     println!(
@@ -165,6 +760,7 @@ fn measure(name: &str, kernel: &Path, core: &Path, r: &Regions, budget: Duration
         kvm.backend()
     );
     println!("  open: {open}");
+    cold_warm(cfg, kernel, core, r.wide_range, libkvm);
     let mut b8 = [0u8; 8];
     let before = ALLOCS.load(Relaxed);
     let r_wide = rate(budget, &r.wide, |a| {
@@ -233,55 +829,48 @@ fn measure(name: &str, kernel: &Path, core: &Path, r: &Regions, budget: Duration
     kvm
 }
 
-/// amd64: an ELF full dump and a v3 minidump of 1 GiB of RAM, every page
-/// dumped; reads through the direct map and the kernel image; and a
-/// libkvm-style pread reader on the full dump in the same run.
-fn amd64(budget: Duration) {
-    let dir = dumps_dir();
+/// amd64: an ELF full dump and a v3 minidump of 1 GiB of RAM (64 MiB with
+/// `--smoke`), every page dumped; reads through the direct map and the
+/// kernel image; and the libkvm-style pread readers in the same run.
+fn amd64(cfg: &Cfg) {
+    let (dir, top) = (&cfg.dir, cfg.amd64_top);
     let (kernel, full, mini) = (dir.join("kernel"), dir.join("full"), dir.join("mini"));
-    let mut m = Amd64::with_ram(2 << 20, Fill::Zero, RAM_TOP);
+    let mut m = Amd64::with_ram(2 << 20, Fill::Zero, top);
     if ![&kernel, &full, &mini].iter().all(|p| p.exists()) {
         let t = Instant::now();
         // Distinct contents cheaply: one word per page. Every page is in the
         // minidump too (as after a busy system's dump).
-        for pa in (0x10_0000..RAM_TOP).step_by(PAGE as usize) {
+        for pa in (0x10_0000..top).step_by(PAGE as usize) {
             if !(0x300_0000..0x340_0000).contains(&pa) {
                 m.ram.write(pa + 8, &pa.to_le_bytes());
             }
             m.extra_dumped.insert(pa);
         }
         std::fs::write(&kernel, m.kernel()).unwrap();
-        write_sparse(&full, &m.full_dump(false).bytes);
-        write_sparse(&mini, &m.minidump(3).bytes);
-        println!("amd64 1 GiB dumps written in {:.1?}", t.elapsed());
+        write_dump(&full, &m.full_dump(false).bytes);
+        write_dump(&mini, &m.minidump(3).bytes);
+        println!(
+            "amd64 {} MiB dumps written in {:.1?}",
+            (top - 0x10_0000) >> 20,
+            t.elapsed()
+        );
     }
     let r = Regions::new(
-        (DMAP_MIN + 0x10_0000, RAM_TOP - 0x20_0000),
+        cfg.n_random,
+        (DMAP_MIN + 0x10_0000, top - 0x20_0000),
         (KERNBASE + KERNLOAD, KERNSIZE),
     );
-    let kvm = measure("amd64 ELF full dump", &kernel, &full, &r, budget);
-    // libkvm's reader: PML4 cached, one pread per level and per read.
-    let mut off = 4096u64;
-    let segs = m
-        .ram
-        .ranges
-        .iter()
-        .map(|&(s, e)| {
-            let seg = (s, e - s, off);
-            off += e - s;
-            seg
-        })
-        .collect();
-    let mut base = PreadFull {
-        file: File::open(&full).unwrap(),
-        segs,
-        pml4: vec![],
-    };
-    base.pml4 = (0..512u64).map(|i| base.entry(m.pt.root + i * 8)).collect();
+    let root = m.pt.root;
+    let kvm = measure(cfg, "amd64 ELF full dump", &kernel, &full, &r, || {
+        PreadFull::open(&full, root)
+    });
+    // libkvm's reader, warm, in the kernel image too.
+    let base = PreadFull::open(&full, root);
     let (mut b8, mut check) = ([0u8; 8], [0u8; 8]);
     base.read(r.wide[0], &mut check);
     kvm.read(r.wide[0], &mut b8).unwrap();
     assert_eq!(check, b8, "baseline reads the same bytes");
+    let budget = cfg.budget;
     let r_wide = rate(budget, &r.wide, |a| {
         black_box(kvm.read(a, black_box(&mut b8)).unwrap());
     });
@@ -298,13 +887,16 @@ fn amd64(budget: Duration) {
         r_wide / p_wide,
         r_narrow / p_narrow
     );
-    measure("amd64 minidump v3", &kernel, &mini, &r, budget);
+    drop((kvm, base));
+    measure(cfg, "amd64 minidump v3", &kernel, &mini, &r, || {
+        PreadMiniAmd64::open(&mini)
+    });
 
     // Open time does not grow with the dump: a 64 MiB-RAM minidump.
     let (small, small_kernel) = (dir.join("small"), dir.join("small_kernel"));
     if !small.exists() || !small_kernel.exists() {
         let sm = Amd64::new(2 << 20, Fill::Zero);
-        write_sparse(&small, &sm.minidump(3).bytes);
+        write_dump(&small, &sm.minidump(3).bytes);
         std::fs::write(&small_kernel, sm.kernel()).unwrap();
     }
     let (_, open) = open_timed(&small_kernel, &small);
@@ -312,11 +904,10 @@ fn amd64(budget: Duration) {
 }
 
 /// i386: a non-PAE ELF full dump and a PAE v2 minidump of a 12+ kernel with
-/// 1 GiB of RAM mapped by superpages at `BIG_VA`.
-fn i386(budget: Duration) {
+/// 1 GiB of RAM (64 MiB with `--smoke`) mapped by superpages at `BIG_VA`.
+fn i386(cfg: &Cfg) {
     use fixture::i386::{Mode, BIG_VA, I386, KERNSIZE as I386_KERNSIZE};
-    let dir = dumps_dir();
-    let top = (1 << 30) + (32 << 20);
+    let (dir, top) = (&cfg.dir, cfg.i386_top);
     for (name, mode, file) in [
         ("i386 ELF full dump (non-PAE)", Mode::NoPae, "i386-full"),
         ("i386 minidump v2 (PAE)", Mode::Pae, "i386-mini"),
@@ -331,10 +922,22 @@ fn i386(budget: Duration) {
             } else {
                 m.minidump(2)
             };
-            write_sparse(&core, &d.bytes);
+            write_dump(&core, &d.bytes);
         }
-        let r = Regions::new((BIG_VA, 1 << 30), (m.va.text, I386_KERNSIZE));
-        measure(name, &kernel, &core, &r, budget);
+        // RAM from 32 MiB to `top` is at BIG_VA.
+        let r = Regions::new(
+            cfg.n_random,
+            (BIG_VA, top - 0x200_0000),
+            (m.va.text, I386_KERNSIZE),
+        );
+        if mode == Mode::NoPae {
+            let root = m.pt.root;
+            measure(cfg, name, &kernel, &core, &r, || {
+                PreadI386Full::open(&core, root)
+            });
+        } else {
+            measure(cfg, name, &kernel, &core, &r, || PreadMiniI386::open(&core));
+        }
     }
 }
 
@@ -354,9 +957,9 @@ fn walk_rate(kvm: &Kvm) -> (u64, f64) {
 /// arm64 (4 KiB and 16 KiB granules) and riscv minidumps of the standard
 /// fixture machines (72-136 MiB of RAM): random 8-byte reads of the kernel
 /// map and the direct map, and the page walk.
-fn other_architectures(budget: Duration) {
+fn other_architectures(cfg: &Cfg) {
     use fixture::dmap::{DmapMachine, ARM64_16K, ARM64_4K, RISCV};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-dumps");
+    let budget = cfg.budget;
     for (name, arch, version) in [
         ("arm64 4 KiB minidump v3", &ARM64_4K, 3),
         ("arm64 16 KiB minidump v3", &ARM64_16K, 3),
@@ -364,9 +967,9 @@ fn other_architectures(budget: Duration) {
     ] {
         let m = DmapMachine::new(arch, Fill::Zero);
         let d = m.minidump(version);
-        let (kernel, core) = (dir.join("dmap-kernel"), dir.join("dmap-core"));
+        let (kernel, core) = (cfg.dir.join("dmap-kernel"), cfg.dir.join("dmap-core"));
         std::fs::write(&kernel, m.kernel()).unwrap();
-        write_sparse(&core, &d.bytes);
+        write_dump(&core, &d.bytes);
         let (kvm, open) = open_timed(&kernel, &core);
         // Readable addresses only: dumped pages through each map.
         let ps = arch.page_size();
