@@ -101,7 +101,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     }
     let h: [u8; size_of::<MinidumpHdr>()] = s
         .core
-        .array(0)
+        .header(0)
         .ok_or_else(|| bad("the header page cannot be read".into()))?;
     let h = &h[..];
     let version = field(h, offset_of!(MinidumpHdr, version));

@@ -124,13 +124,11 @@ impl ElfCore {
     /// Parses the program headers of an ELF core file.
     pub fn parse(image: &Image) -> Result<ElfCore> {
         let mut head = [0u8; 64];
-        let n = image.read_at(0, &mut head)?;
+        let n = image.read_prefix(&mut head)?;
         let ident =
             ElfIdent::parse(&head[..n]).ok_or_else(|| Error::BadCore("not an ELF file".into()))?;
-        let (segs, dump_delta) = match image.mapped() {
-            Some(data) => segments_of(ident, data)?,
-            None => segments_of(ident, &object::ReadCache::new(image.file()))?,
-        };
+        // Headers are read once: with pread (see Image::read_exact_at).
+        let (segs, dump_delta) = segments_of(ident, &object::ReadCache::new(image.reader()))?;
         let main = segs[longest(&segs, |s| s.size)];
         let held_pages = segs
             .iter()

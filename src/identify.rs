@@ -20,7 +20,7 @@ impl Head {
     /// Reads the first bytes of `image`.
     pub fn read(image: &Image) -> Result<Head> {
         let mut bytes = [0u8; 64];
-        let len = image.read_at(0, &mut bytes)?;
+        let len = image.read_prefix(&mut bytes)?;
         Ok(Head { bytes, len })
     }
 

@@ -41,6 +41,7 @@ impl Image {
     ///
     /// The file is opened without blocking (a FIFO or a terminal would
     /// block a plain open) and refused unless it is a regular file.
+    /// (`O_NONBLOCK` stays set: it does not change reads of regular files.)
     pub fn open(path: &Path, what: &'static str, mode: ReadMode) -> Result<Self> {
         let io = |source| Error::Io {
             what,
@@ -60,7 +61,6 @@ impl Image {
                 kind: file_kind(&meta.file_type()),
             });
         }
-        clear_nonblock(&file).map_err(io)?;
         let len = meta.len();
         let mut image = Image {
             file,
@@ -85,7 +85,7 @@ impl Image {
             };
         }
         if mode == ReadMode::Map {
-            image.map = map(&image.file);
+            image.map = map(&image.file, len);
         }
         Ok(image)
     }
@@ -107,9 +107,13 @@ impl Image {
         self.map.as_deref()
     }
 
-    /// The file, for readers that take `Read + Seek` (only at open).
-    pub fn file(&self) -> &File {
-        &self.file
+    /// The file as `Read + Seek`, for parsers that take a stream (object's
+    /// `ReadCache`): each read is one `pread`, and seeking costs nothing.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader {
+            image: self,
+            pos: 0,
+        }
     }
 
     /// Copies the bytes at `off` into `buf`; returns how many there were
@@ -124,6 +128,11 @@ impl Image {
             return Ok(n);
         }
         self.pread(off, buf)
+    }
+
+    /// The first bytes of the file, up to `buf.len()`; how many there were.
+    pub fn read_prefix(&self, buf: &mut [u8]) -> Result<usize> {
+        self.pread(0, buf)
     }
 
     /// `pread` until `buf` is full or the file ends.
@@ -150,31 +159,29 @@ impl Image {
         Ok(done)
     }
 
-    /// Fills `buf` from `off`; false if the file does not hold all of it.
-    #[inline]
+    /// Fills `buf` from `off` with `pread`, mapped or not; false if the
+    /// file does not hold all of it. For what open reads once (headers,
+    /// the minidump bitmap): a page fault on a mapping costs more than a
+    /// `pread`, and these pages are not read again.
     pub fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> bool {
-        if let Some(data) = self.mapped() {
-            let Some(src) = usize::try_from(off)
-                .ok()
-                .and_then(|o| data.get(o..o.checked_add(buf.len())?))
-            else {
-                return false;
-            };
-            buf.copy_from_slice(src);
-            return true;
-        }
         matches!(self.pread(off, buf), Ok(n) if n == buf.len())
     }
 
-    /// The `N` bytes at `off`, if the file holds them.
+    /// The `N` bytes at `off` (read once: see [`Image::read_exact_at`]).
+    pub fn header<const N: usize>(&self, off: u64) -> Option<[u8; N]> {
+        let mut b = [0u8; N];
+        self.read_exact_at(off, &mut b).then_some(b)
+    }
+
+    /// The `N` bytes at `off`, if the file holds them: page-table entries,
+    /// read through the mapping when there is one.
     #[inline(always)]
     pub fn array<const N: usize>(&self, off: u64) -> Option<[u8; N]> {
         if let Some(data) = self.mapped() {
             let o = usize::try_from(off).ok()?;
             return data.get(o..o.checked_add(N)?)?.try_into().ok();
         }
-        let mut b = [0u8; N];
-        self.read_exact_at(off, &mut b).then_some(b)
+        self.header(off)
     }
 
     /// Little-endian u32 at `off`.
@@ -205,7 +212,8 @@ impl Image {
 
     /// Calls `f` on `[off, off + len)` in pieces of at most `piece` bytes,
     /// in order, without holding the whole range in memory; false if the
-    /// file does not hold it all.
+    /// file does not hold it all. Read with `pread` (read once: see
+    /// [`Image::read_exact_at`]), 64 KiB or more per call.
     pub fn for_each_piece(
         &self,
         off: u64,
@@ -216,12 +224,6 @@ impl Image {
         let Some(end) = off.checked_add(len).filter(|&e| e <= self.len) else {
             return false;
         };
-        if let Some(data) = self.mapped() {
-            data[off as usize..end as usize].chunks(piece).for_each(f);
-            return true;
-        }
-        // Read whole multiples of `piece` at once: one system call per
-        // 64 KiB or more, however small the pieces.
         let chunk = piece * (65536 / piece).max(1);
         let mut buf = vec![0u8; chunk.min(len as usize)];
         let mut at = off;
@@ -237,6 +239,32 @@ impl Image {
     }
 }
 
+/// See [`Image::reader`].
+pub struct Reader<'a> {
+    image: &'a Image,
+    pos: u64,
+}
+
+impl io::Read for Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.image.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for Reader<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            io::SeekFrom::Start(p) => Some(p),
+            io::SeekFrom::End(d) => self.image.len.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
 /// Maps `file`, or `None` when it cannot be mapped: the caller then reads
 /// with `pread`, so a 1 TiB sparse core under an address-space limit still
 /// opens.
@@ -244,23 +272,12 @@ impl Image {
 /// Mapped reads are the faster path cold as well as warm: a first touch
 /// costs one page fault (which also maps the neighbouring cached pages),
 /// less than the `pread` a libkvm-style reader makes for every read.
-fn map(file: &File) -> Option<Mmap> {
+fn map(file: &File, len: u64) -> Option<Mmap> {
+    let len = usize::try_from(len).ok()?;
     // SAFETY: the mapping is shared and read-only. Another process
     // truncating the file while it is open makes reads of the lost pages
     // fault (SIGBUS); ReadMode::Pread is for files that may shrink.
-    unsafe { Mmap::map(file) }.ok()
-}
-
-/// Clears `O_NONBLOCK` (set only so that opening a FIFO cannot block).
-fn clear_nonblock(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    unsafe { memmap2::MmapOptions::new().len(len).map(file) }.ok()
 }
 
 /// What a non-regular file is, for messages.

@@ -167,7 +167,7 @@ impl DmapHeader {
     /// Parses the header page (checked to hold 80 bytes). `dumpavailsize`
     /// is read from version 2 and `flags` from version 3.
     pub fn parse(image: &Image) -> Result<DmapHeader> {
-        let h: [u8; size_of::<DmapMinidumpHdr>()] = image.array(0).ok_or_else(|| {
+        let h: [u8; size_of::<DmapMinidumpHdr>()] = image.header(0).ok_or_else(|| {
             Error::BadCore(format!(
                 "{} bytes is too short for a minidump header",
                 image.len()
