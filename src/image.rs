@@ -8,6 +8,7 @@
 //! while it is open then gives short reads, not `SIGBUS`) or when the file
 //! cannot be mapped (a sparse core larger than the address space allows).
 
+use crate::cold::Cold;
 use crate::error::{Error, Result};
 use memmap2::Mmap;
 use std::fs::File;
@@ -33,7 +34,8 @@ pub struct Image {
     /// "kernel" or "core", for messages.
     what: &'static str,
     len: u64,
-    map: Option<Mmap>,
+    /// The mapping, and how its pages are read until it serves them.
+    map: Option<(Mmap, Cold)>,
 }
 
 impl Image {
@@ -85,7 +87,7 @@ impl Image {
             };
         }
         if mode == ReadMode::Map {
-            image.map = map(&image.file, len);
+            image.map = Cold::new(len).and_then(|cold| Some((map(&image.file, len)?, cold)));
         }
         Ok(image)
     }
@@ -104,7 +106,7 @@ impl Image {
     /// The whole file, when it is mapped.
     #[inline]
     pub fn mapped(&self) -> Option<&[u8]> {
-        self.map.as_deref()
+        self.map.as_ref().map(|(m, _)| &m[..])
     }
 
     /// The file as `Read + Seek`, for parsers that take a stream (object's
@@ -118,14 +120,19 @@ impl Image {
 
     /// Copies the bytes at `off` into `buf`; returns how many there were
     /// (fewer than `buf.len()` only at the end of the file). The data path
-    /// of reads: a copy from the mapping, else `pread`.
+    /// of reads.
+    ///
+    /// A mapped file's pages are read through the mapping once they have
+    /// been read a few times, before that with `pread` or from a small
+    /// cache: see [`crate::cold`].
     #[inline]
     pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize> {
-        if let Some(data) = self.mapped() {
-            let start = usize::try_from(off).unwrap_or(usize::MAX).min(data.len());
-            let n = buf.len().min(data.len() - start);
-            buf[..n].copy_from_slice(&data[start..start + n]);
-            return Ok(n);
+        if let Some((map, cold)) = &self.map {
+            let start = usize::try_from(off).unwrap_or(usize::MAX).min(map.len());
+            let n = buf.len().min(map.len() - start);
+            if n > 0 {
+                return cold.read(map, start, &mut buf[..n], |o, b| self.pread(o, b));
+            }
         }
         self.pread(off, buf)
     }
@@ -269,9 +276,6 @@ impl io::Seek for Reader<'_> {
 /// with `pread`, so a 1 TiB sparse core under an address-space limit still
 /// opens.
 ///
-/// Mapped reads are the faster path cold as well as warm: a first touch
-/// costs one page fault (which also maps the neighbouring cached pages),
-/// less than the `pread` a libkvm-style reader makes for every read.
 fn map(file: &File, len: u64) -> Option<Mmap> {
     let len = usize::try_from(len).ok()?;
     // SAFETY: the mapping is shared and read-only. Another process

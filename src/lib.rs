@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 
 mod capi;
+mod cold;
 mod elfcore;
 mod error;
 mod identify;

@@ -426,3 +426,44 @@ fn sample_dump_is_current() {
         .unwrap();
     assert_eq!(buf, VERSION);
 }
+
+/// Reads of the same places again and again, from several threads at
+/// once, go through every stage a page of a mapped core goes through
+/// (pread, the small page cache, whose slots the threads contend for, and
+/// the mapping: src/cold.rs) and always return the model's bytes.
+#[test]
+fn repeated_reads_through_every_stage() {
+    let m = Arc::new(Amd64::new(2 << 20, Fill::Pattern));
+    let s = Scratch::new("stages");
+    for d in [m.full_dump(false), m.minidump(3)] {
+        let kvm = Arc::new(open(&s, &m, "core", &d));
+        let d = Arc::new(d);
+        // 64 places in 16 pages of RAM 128 pages apart (in a full dump,
+        // one cache slot for all), the kernel's data, and pages of their
+        // own read across their end.
+        let mut places: Vec<(u64, u64)> = (0..64u64)
+            .map(|i| {
+                let pa = (8 << 20) + (i % 16) * 128 * PAGE + (i * 56) % 4000;
+                (DMAP_MIN + pa, 1 + i % 24)
+            })
+            .collect();
+        places.extend((0..16u64).map(|i| (va::DATA + i * 40, 8)));
+        places.extend((0..64u64).map(|i| (DMAP_MIN + 0x0380_0000 + i * 2 * PAGE + 4090, 12)));
+        let places = Arc::new(places);
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (kvm, m, d, places) = (kvm.clone(), m.clone(), d.clone(), places.clone());
+                std::thread::spawn(move || {
+                    let mut rng = Rng(0x51ed + t);
+                    for _ in 0..4000 {
+                        let (va, len) = places[rng.below(places.len() as u64) as usize];
+                        check(&kvm, &m, &d, va, len);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+}

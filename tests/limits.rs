@@ -653,15 +653,21 @@ fn child_truncate_c_env() {
     c_api_child(libc::O_RDONLY);
 }
 
-/// Runs as a child of [`core_truncated_while_open`]: opens mapped,
-/// truncates, reads across the new end and past it within its page (the
-/// full count, zeros past the end), then the next page, which raises
-/// `SIGBUS`.
+/// Runs as a child of [`core_truncated_while_open`]: opens mapped, reads
+/// the pages around the cut until the library reads them through the
+/// mapping (a page's first reads use pread: src/cold.rs), truncates, reads
+/// across the new end and past it within its page (the full count, zeros
+/// past the end), then the next page, which raises `SIGBUS`.
 #[test]
 #[ignore]
 fn child_truncate_mapped() {
     let Some(files) = child_files() else { return };
     let kvm = kvm::Kvm::open(&files[0], &files[1]).unwrap();
+    for _ in 0..40 {
+        for va in [CUT_VA, CUT_VA + PAGE] {
+            kvm.read(va, &mut [0u8; 8]).unwrap();
+        }
+    }
     truncate_core(&files[0], &files[1]);
     let mut buf = vec![0xffu8; (PAGE - 0x100) as usize];
     let n = kvm.read(CUT_VA + 0x100, &mut buf);
