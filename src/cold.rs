@@ -18,7 +18,10 @@
 //!
 //! The cache is a fixed set of slots, each a sequence lock over the page's
 //! words: readers never block or allocate, and a reader that races a
-//! writer retries through the other stages.
+//! writer retries through the other stages. The cache and the bitmaps
+//! live in one anonymous mapping: opening costs a system call, not the
+//! clearing of half a megabyte, and a page of it takes memory only once
+//! it is written.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 
@@ -34,12 +37,16 @@ const PROMOTE: u32 = 32;
 /// Where each page of a mapped file is in the stages above.
 pub struct Cold {
     /// Per page: read once.
-    once: Box<[AtomicU64]>,
+    once: &'static [AtomicU64],
     /// Per page: went through the cache.
-    cached: Box<[AtomicU64]>,
+    cached: &'static [AtomicU64],
     /// Per 64 KiB chunk: served by the mapping.
-    mapped: Box<[AtomicU64]>,
-    slots: Box<[Slot]>,
+    mapped: &'static [AtomicU64],
+    slots: &'static [Slot],
+    /// The memory of all four, zeroed by the system; the slices above
+    /// borrow it for as long as `Cold` lives (they are private and never
+    /// outlive it).
+    _memory: memmap2::MmapMut,
 }
 
 /// One cached page.
@@ -58,13 +65,29 @@ impl Cold {
     /// its memory cannot be had. The bitmaps take 1/16384 of the file's
     /// size, allocated zeroed (untouched parts cost no memory).
     pub fn new(len: u64) -> Option<Cold> {
-        let bits = |shift: u32| zeroed(usize::try_from(len.div_ceil(64 << shift)).ok()?);
-        Some(Cold {
-            once: bits(PAGE_SHIFT)?,
-            cached: bits(PAGE_SHIFT)?,
-            mapped: bits(CHUNK_SHIFT)?,
-            slots: zeroed(SLOTS)?,
-        })
+        let words = |shift: u32| usize::try_from(len.div_ceil(64 << shift)).ok();
+        let (pages, chunks) = (words(PAGE_SHIFT)?, words(CHUNK_SHIFT)?);
+        let slots = SLOTS * size_of::<Slot>();
+        let size = (2 * pages + chunks).checked_mul(8)?.checked_add(slots)?;
+        let memory = memmap2::MmapMut::map_anon(size).ok()?;
+        let base = memory.as_ptr();
+        // SAFETY: the mapping is page-aligned, zeroed and `size` bytes long:
+        // the slots, then three arrays of words, each aligned for its type
+        // (a slot's size is a multiple of 64). All-zero atomics and slots
+        // are valid. The mapping stays in `Cold` with the slices and is
+        // only ever accessed through them, as atomics.
+        unsafe {
+            let words_at = |at: usize, n: usize| {
+                std::slice::from_raw_parts(base.add(at).cast::<AtomicU64>(), n)
+            };
+            Some(Cold {
+                slots: std::slice::from_raw_parts(base.cast::<Slot>(), SLOTS),
+                once: words_at(slots, pages),
+                cached: words_at(slots + 8 * pages, pages),
+                mapped: words_at(slots + 16 * pages, chunks),
+                _memory: memory,
+            })
+        }
     }
 
     /// Copies `data[start..start + buf.len()]` into `buf` (the range lies
@@ -79,7 +102,7 @@ impl Cold {
         buf: &mut [u8],
         pread: impl Fn(u64, &mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
-        if test(&self.mapped, start >> CHUNK_SHIFT) {
+        if test(self.mapped, start >> CHUNK_SHIFT) {
             buf.copy_from_slice(&data[start..start + buf.len()]);
             return Ok(buf.len());
         }
@@ -97,34 +120,34 @@ impl Cold {
         let (first, last) = (start >> PAGE_SHIFT, (start + buf.len() - 1) >> PAGE_SHIFT);
         let map = |buf: &mut [u8]| {
             (start >> CHUNK_SHIFT..=(start + buf.len() - 1) >> CHUNK_SHIFT)
-                .for_each(|c| set(&self.mapped, c));
+                .for_each(|c| set(self.mapped, c));
             buf.copy_from_slice(&data[start..start + buf.len()]);
             Ok(buf.len())
         };
         if first != last {
             // Reads across pages bypass the cache: a page's first read
             // reads them all once; a second goes to the mapping.
-            if test(&self.once, first) {
+            if test(self.once, first) {
                 return map(buf);
             }
-            (first..=last).for_each(|p| set(&self.once, p));
+            (first..=last).for_each(|p| set(self.once, p));
             return pread(start as u64, buf);
         }
         let in_page = start & (PAGE - 1);
         if let Some(hits) = self.slot(first).get(first, in_page, buf) {
             if hits >= PROMOTE {
-                set(&self.mapped, start >> CHUNK_SHIFT);
+                set(self.mapped, start >> CHUNK_SHIFT);
             }
             return Ok(buf.len());
         }
-        if !test(&self.once, first) {
-            set(&self.once, first);
+        if !test(self.once, first) {
+            set(self.once, first);
             return pread(start as u64, buf);
         }
-        if test(&self.cached, first) {
+        if test(self.cached, first) {
             return map(buf); // back after leaving the cache
         }
-        set(&self.cached, first);
+        set(self.cached, first);
         let mut page = [0u8; PAGE];
         let at = first << PAGE_SHIFT;
         let n = pread(at as u64, &mut page)?;
@@ -195,25 +218,6 @@ fn set(bits: &[AtomicU64], i: usize) {
     bits[i / 64].fetch_or(1 << (i % 64), Relaxed);
 }
 
-/// `n` zeroed values, or `None` if the memory cannot be had. Large zeroed
-/// allocations come from the system as untouched pages.
-///
-/// `T` must be valid when all-zero (atomics and structures of them).
-fn zeroed<T>(n: usize) -> Option<Box<[T]>> {
-    let n = n.max(1);
-    let layout = std::alloc::Layout::array::<T>(n).ok()?;
-    // SAFETY: the layout has a non-zero size; every `T` used here (atomic
-    // integers and `Slot`) is valid all-zero; the box owns an allocation of
-    // exactly this layout.
-    unsafe {
-        let p = std::alloc::alloc_zeroed(layout).cast::<T>();
-        if p.is_null() {
-            return None;
-        }
-        Some(Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,8 +275,8 @@ mod tests {
         for page in [0, 0, SLOTS, SLOTS] {
             cold.read(&data, page * PAGE, &mut b, pread).unwrap();
         }
-        assert!(!test(&cold.mapped, 0));
+        assert!(!test(cold.mapped, 0));
         cold.read(&data, 0, &mut b, pread).unwrap();
-        assert!(test(&cold.mapped, 0), "page 0 left the cache: mapped now");
+        assert!(test(cold.mapped, 0), "page 0 left the cache: mapped now");
     }
 }

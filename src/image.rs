@@ -34,9 +34,23 @@ pub struct Image {
     /// "kernel" or "core", for messages.
     what: &'static str,
     len: u64,
-    /// The mapping, and how its pages are read until it serves them.
-    map: Option<(Mmap, Cold)>,
+    /// The file's bytes in memory, when they are.
+    bytes: Bytes,
 }
+
+/// Where a file's bytes are, besides the file.
+enum Bytes {
+    /// Read with `pread` only.
+    Unmapped,
+    /// A small file, read whole at open: a few hundred KiB cost less to
+    /// read than a mapping costs to set up, fault in and tear down.
+    Owned(Box<[u8]>),
+    /// The mapping, and how its pages are read until it serves them.
+    Mapped(Mmap, Cold),
+}
+
+/// Files up to this size are read whole at open rather than mapped.
+const SMALL: u64 = 256 << 10;
 
 impl Image {
     /// Opens `path` (`what` names it in messages: "kernel" or "core").
@@ -69,7 +83,7 @@ impl Image {
             path: path.to_owned(),
             what,
             len,
-            map: None,
+            bytes: Bytes::Unmapped,
         };
         if len == 0 {
             // A special file (procfs, sysfs) reports size 0 yet has contents.
@@ -86,8 +100,17 @@ impl Image {
                 }),
             };
         }
-        if mode == ReadMode::Map {
-            image.map = Cold::new(len).and_then(|cold| Some((map(&image.file, len)?, cold)));
+        if mode == ReadMode::Map && len <= SMALL {
+            let mut owned = vec![0u8; len as usize];
+            if image.read_exact_at(0, &mut owned) {
+                image.bytes = Bytes::Owned(owned.into_boxed_slice());
+            }
+        } else if mode == ReadMode::Map {
+            if let Some((map, cold)) =
+                Cold::new(len).and_then(|c| Some((map(&image.file, len)?, c)))
+            {
+                image.bytes = Bytes::Mapped(map, cold);
+            }
         }
         Ok(image)
     }
@@ -106,7 +129,11 @@ impl Image {
     /// The whole file, when it is mapped.
     #[inline]
     pub fn mapped(&self) -> Option<&[u8]> {
-        self.map.as_ref().map(|(m, _)| &m[..])
+        match &self.bytes {
+            Bytes::Unmapped => None,
+            Bytes::Owned(b) => Some(b),
+            Bytes::Mapped(m, _) => Some(m),
+        }
     }
 
     /// The file as `Read + Seek`, for parsers that take a stream (object's
@@ -127,14 +154,22 @@ impl Image {
     /// cache: see [`crate::cold`].
     #[inline]
     pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize> {
-        if let Some((map, cold)) = &self.map {
-            let start = usize::try_from(off).unwrap_or(usize::MAX).min(map.len());
-            let n = buf.len().min(map.len() - start);
-            if n > 0 {
-                return cold.read(map, start, &mut buf[..n], |o, b| self.pread(o, b));
+        let data = match &self.bytes {
+            Bytes::Unmapped => return self.pread(off, buf),
+            Bytes::Owned(b) => &b[..],
+            Bytes::Mapped(m, _) => &m[..],
+        };
+        let start = usize::try_from(off).unwrap_or(usize::MAX).min(data.len());
+        let n = buf.len().min(data.len() - start);
+        match &self.bytes {
+            Bytes::Mapped(_, cold) if n > 0 => {
+                cold.read(data, start, &mut buf[..n], |o, b| self.pread(o, b))
+            }
+            _ => {
+                buf[..n].copy_from_slice(&data[start..start + n]);
+                Ok(n)
             }
         }
-        self.pread(off, buf)
     }
 
     /// The first bytes of the file, up to `buf.len()`; how many there were.

@@ -11,7 +11,7 @@ use crate::image::Image;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use object::elf;
 use object::read::elf::{FileHeader, SectionHeader, Sym};
-use object::Endianness;
+use object::{Endianness, ReadRef};
 use std::hash::BuildHasher;
 
 /// a.out symbol types, from FreeBSD's `sys/nlist_aout.h`.
@@ -44,72 +44,63 @@ pub struct Symbol {
 /// A parsed kernel image: its identity, a symbol index and where its
 /// initialised data lies in the file.
 ///
-/// The index copies the string table once and hashes each name once, into
-/// a table of entry numbers (no allocation per name): a kernel of 50,000
-/// symbols indexes in about a millisecond.
+/// The index copies each distinct name once and hashes it once, into a
+/// table of entry numbers (no allocation per name): a kernel of 50,000
+/// symbols indexes in about a millisecond, and memory follows the named
+/// symbols, not the size of the tables.
 pub struct Kernel {
     /// Class, byte order, type and machine.
     pub ident: ElfIdent,
-    /// The symbol table's string table.
-    names: Vec<u8>,
-    /// One entry per distinct named symbol.
-    entries: Vec<Entry>,
-    /// Entry numbers by the hash of their name.
-    index: HashTable<u32>,
-    hasher: DefaultHashBuilder,
+    index: Index,
     /// Sections whose contents the file holds: (address, size, offset).
     initialised: Vec<(u64, u64, u64)>,
 }
 
-/// An indexed symbol: its name (a range of `Kernel::names`) and value.
+/// Symbols by name.
+struct Index {
+    /// The names, one after another.
+    names: Vec<u8>,
+    /// One entry per distinct name.
+    entries: Vec<Entry>,
+    /// Entry numbers by the hash of their name.
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+/// An indexed symbol: its name (a range of `Index::names`) and value.
 struct Entry {
-    name: (u32, u32),
+    name: (usize, usize),
     symbol: Symbol,
     global: bool,
 }
 
 impl Kernel {
     /// Parses the kernel ELF image and indexes its symbol table (`.symtab`,
-    /// or `.dynsym` if the image is stripped). Memory follows the symbols
-    /// the table really holds: entries without a name are skipped, and an
-    /// allocation that fails is an error.
+    /// or `.dynsym` if the image is stripped). Entries without a name are
+    /// skipped, and an allocation that fails is an error.
     pub fn parse(image: &Image) -> Result<Kernel> {
         let mut head = [0u8; 64];
         let n = image.read_prefix(&mut head)?;
         let ident = ElfIdent::parse(&head[..n]).ok_or_else(|| {
             Error::BadKernel("is not an ELF file (expected a FreeBSD kernel image)".into())
         })?;
-        let cache = object::ReadCache::new(image.reader());
-        let parsed = if ident.is_64 {
-            load::<elf::FileHeader64<Endianness>>(ident, image, &cache)
-        } else {
-            load::<elf::FileHeader32<Endianness>>(ident, image, &cache)
+        let parsed = match image.mapped() {
+            Some(data) => load_any(ident, data),
+            // A kernel that cannot be mapped: read as object asks (slower).
+            None => load_any(ident, &object::ReadCache::new(image.reader())),
         };
         parsed.map_err(|e| match e {
             LoadError::Elf(e) => Error::BadKernel(format!("{e}")),
-            LoadError::Bad(what) => Error::BadKernel(what.into()),
             LoadError::Memory => Error::OutOfMemory("the kernel's symbol index".into()),
         })
     }
 
     /// Looks a symbol up by name.
     pub fn symbol(&self, name: &str) -> Option<Symbol> {
-        self.find(name.as_bytes())
-            .or_else(|| self.find(name.strip_prefix('_')?.as_bytes()))
+        let i = &self.index;
+        i.find(name.as_bytes())
+            .or_else(|| i.find(name.strip_prefix('_')?.as_bytes()))
             .map(|e| e.symbol)
-    }
-
-    fn name(&self, e: &Entry) -> &[u8] {
-        let (off, len) = (e.name.0 as usize, e.name.1 as usize);
-        &self.names[off..off + len]
-    }
-
-    fn find(&self, name: &[u8]) -> Option<&Entry> {
-        let hash = self.hasher.hash_one(name);
-        let &i = self
-            .index
-            .find(hash, |&i| self.name(&self.entries[i as usize]) == name)?;
-        Some(&self.entries[i as usize])
     }
 
     /// Up to `len` bytes of the kernel's initialised data at address
@@ -125,10 +116,86 @@ impl Kernel {
     }
 }
 
+impl Index {
+    fn new() -> Index {
+        Index {
+            names: Vec::new(),
+            entries: Vec::new(),
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    fn name(&self, e: &Entry) -> &[u8] {
+        &self.names[e.name.0..e.name.0 + e.name.1]
+    }
+
+    /// Makes room for `n` entries if the memory can be had (else the
+    /// index grows as entries come).
+    fn reserve(&mut self, n: usize) {
+        if self.entries.try_reserve(n).is_ok() {
+            let (names, entries, hasher) = (&self.names, &self.entries, &self.hasher);
+            let _ = self
+                .table
+                .try_reserve(n, |&i| hash_of(hasher, names, &entries[i as usize]));
+        }
+    }
+
+    fn find(&self, name: &[u8]) -> Option<&Entry> {
+        let hash = self.hasher.hash_one(name);
+        let &i = self
+            .table
+            .find(hash, |&i| self.name(&self.entries[i as usize]) == name)?;
+        Some(&self.entries[i as usize])
+    }
+
+    /// Adds a symbol, preferring a global definition over a local of the
+    /// same name, and the first of equals.
+    fn insert(&mut self, name: &[u8], symbol: Symbol, global: bool) -> Result<(), LoadError> {
+        let hash = self.hasher.hash_one(name);
+        let (names, entries) = (&self.names, &mut self.entries);
+        let found = self.table.find(hash, |&i| {
+            let e = &entries[i as usize];
+            &names[e.name.0..e.name.0 + e.name.1] == name
+        });
+        if let Some(&i) = found {
+            let e = &mut entries[i as usize];
+            if global && !e.global {
+                (e.symbol, e.global) = (symbol, global);
+            }
+            return Ok(());
+        }
+        let i = u32::try_from(entries.len()).map_err(|_| LoadError::Memory)?;
+        self.names
+            .try_reserve(name.len())
+            .map_err(|_| LoadError::Memory)?;
+        self.entries.try_reserve(1).map_err(|_| LoadError::Memory)?;
+        let (names, entries, hasher) = (&self.names, &self.entries, &self.hasher);
+        self.table
+            .try_reserve(1, |&i| hash_of(hasher, names, &entries[i as usize]))
+            .map_err(|_| LoadError::Memory)?;
+        let at = self.names.len();
+        self.names.extend_from_slice(name);
+        self.entries.push(Entry {
+            name: (at, name.len()),
+            symbol,
+            global,
+        });
+        let (names, entries, hasher) = (&self.names, &self.entries, &self.hasher);
+        self.table
+            .insert_unique(hash, i, |&i| hash_of(hasher, names, &entries[i as usize]));
+        Ok(())
+    }
+}
+
+/// The hash of an entry's name.
+fn hash_of(hasher: &DefaultHashBuilder, names: &[u8], e: &Entry) -> u64 {
+    hasher.hash_one(&names[e.name.0..e.name.0 + e.name.1])
+}
+
 /// Why a kernel's symbols could not be loaded.
 enum LoadError {
     Elf(object::read::Error),
-    Bad(&'static str),
     Memory,
 }
 
@@ -138,36 +205,22 @@ impl From<object::read::Error> for LoadError {
     }
 }
 
-fn bad(what: &'static str) -> LoadError {
-    LoadError::Bad(what)
-}
-
-/// Reads `size` bytes at `off` into a buffer aligned for ELF symbols.
-fn read_aligned(image: &Image, off: u64, size: u64) -> Result<Vec<u64>, LoadError> {
-    let n = usize::try_from(size).map_err(|_| LoadError::Memory)?;
-    let mut words: Vec<u64> = Vec::new();
-    words
-        .try_reserve_exact(n.div_ceil(8))
-        .map_err(|_| LoadError::Memory)?;
-    words.resize(n.div_ceil(8), 0);
-    let bytes = object::pod::bytes_of_slice_mut(&mut words[..]);
-    if off.checked_add(size).is_none_or(|e| e > image.len())
-        || !image.read_exact_at(off, &mut bytes[..n])
-    {
-        return Err(bad("the symbol table lies past the end of the kernel file"));
+fn load_any<'d, R: ReadRef<'d>>(ident: ElfIdent, data: R) -> Result<Kernel, LoadError> {
+    if ident.is_64 {
+        load::<elf::FileHeader64<Endianness>, R>(ident, data)
+    } else {
+        load::<elf::FileHeader32<Endianness>, R>(ident, data)
     }
-    Ok(words)
 }
 
-fn load<H: FileHeader<Endian = Endianness>>(
+fn load<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(
     ident: ElfIdent,
-    image: &Image,
-    cache: &object::ReadCache<crate::image::Reader<'_>>,
+    data: R,
 ) -> Result<Kernel, LoadError> {
     use ntype::*;
-    let hdr = H::parse(cache)?;
+    let hdr = H::parse(data)?;
     let endian = hdr.endian()?;
-    let sections = hdr.sections(endian, cache)?;
+    let sections = hdr.sections(endian, data)?;
     let mut initialised = Vec::new();
     for sh in sections.iter() {
         let flags: u64 = sh.sh_flags(endian).into();
@@ -180,50 +233,20 @@ fn load<H: FileHeader<Endian = Endianness>>(
             ));
         }
     }
-    // The symbol table and its strings, each read once.
-    let table = [elf::SHT_SYMTAB, elf::SHT_DYNSYM]
-        .into_iter()
-        .find_map(|t| sections.iter().find(|sh| sh.sh_type(endian) == t));
-    let (syms, names) = match table {
-        None => (Vec::new(), Vec::new()),
-        Some(sh) => {
-            let strtab = sections.section(object::SectionIndex(sh.sh_link(endian) as usize))?;
-            let syms = read_aligned(
-                image,
-                sh.sh_offset(endian).into(),
-                sh.sh_size(endian).into(),
-            )?;
-            let (off, size): (u64, u64) = (
-                strtab.sh_offset(endian).into(),
-                strtab.sh_size(endian).into(),
-            );
-            let names = image
-                .read_vec(off, size)
-                .ok_or(bad("the symbol names lie past the end of the kernel file"))?;
-            (syms, names)
-        }
-    };
-    let sym_bytes = object::pod::bytes_of_slice(&syms[..]);
-    let count = table.map_or(0, |sh| {
-        let size: u64 = sh.sh_size(endian).into();
-        size as usize / size_of::<H::Sym>()
-    });
-    let (syms, _) = object::pod::slice_from_bytes::<H::Sym>(sym_bytes, count)
-        .map_err(|_| bad("invalid kernel symbol table"))?;
-    let strings = object::StringTable::new(&names[..], 0, names.len() as u64);
-
-    let hasher = DefaultHashBuilder::default();
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut index: HashTable<u32> = HashTable::new();
-    // Distinct names need distinct bytes of the string table.
-    let most = count.min(names.len() / 2);
-    entries.try_reserve(most).map_err(|_| LoadError::Memory)?;
-    index
-        .try_reserve(most, |&i| hash_of(&hasher, &names, &entries[i as usize]))
-        .map_err(|_| LoadError::Memory)?;
-    for sym in syms {
-        let st_name = sym.st_name(endian);
-        let Ok(name) = strings.get(st_name) else {
+    let mut table = sections.symbols(endian, data, elf::SHT_SYMTAB)?;
+    if table.is_empty() {
+        table = sections.symbols(endian, data, elf::SHT_DYNSYM)?;
+    }
+    // Room for every symbol, as far as the names can be distinct (each
+    // needs a byte and a NUL of the string table): a table of empty names
+    // reserves nothing.
+    let strings = sections
+        .section(table.string_section())
+        .map_or(0, |sh| sh.sh_size(endian).into());
+    let mut index = Index::new();
+    index.reserve((table.len() as u64).min(strings / 2) as usize);
+    for sym in table.iter() {
+        let Ok(name) = table.symbol_name(endian, sym) else {
             continue;
         };
         if name.is_empty() {
@@ -250,51 +273,15 @@ fn load<H: FileHeader<Endian = Endianness>>(
         if global {
             n_type |= N_EXT;
         }
-        let entry = Entry {
-            // The name lies in `names` at st_name (a u32), so both fit.
-            name: (st_name, name.len() as u32),
-            symbol: Symbol {
-                value: sym.st_value(endian).into(),
-                n_type,
-            },
-            global,
+        let symbol = Symbol {
+            value: sym.st_value(endian).into(),
+            n_type,
         };
-        let hash = hasher.hash_one(name);
-        let found = index.find(hash, |&i| {
-            let (off, len) = entries[i as usize].name;
-            &names[off as usize..(off + len) as usize] == name
-        });
-        match found {
-            // Prefer a global definition over a local of the same name, and
-            // the first of equals.
-            Some(&i) => {
-                if global && !entries[i as usize].global {
-                    entries[i as usize] = entry;
-                }
-            }
-            None => {
-                entries.try_reserve(1).map_err(|_| LoadError::Memory)?;
-                index
-                    .try_reserve(1, |&i| hash_of(&hasher, &names, &entries[i as usize]))
-                    .map_err(|_| LoadError::Memory)?;
-                let i = u32::try_from(entries.len()).map_err(|_| LoadError::Memory)?;
-                entries.push(entry);
-                index.insert_unique(hash, i, |&i| hash_of(&hasher, &names, &entries[i as usize]));
-            }
-        }
+        index.insert(name, symbol, global)?;
     }
     Ok(Kernel {
         ident,
-        names,
-        entries,
         index,
-        hasher,
         initialised,
     })
-}
-
-/// The hash of an entry's name.
-fn hash_of(hasher: &DefaultHashBuilder, names: &[u8], e: &Entry) -> u64 {
-    let (off, len) = (e.name.0 as usize, e.name.1 as usize);
-    hasher.hash_one(&names[off..off + len])
 }

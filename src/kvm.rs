@@ -108,9 +108,7 @@ impl OpenOptions {
     /// Opens a kernel image and its crash dump (an ELF full dump or a
     /// minidump) with these options.
     pub fn open(self, kernel: impl AsRef<Path>, core: impl AsRef<Path>) -> Result<Kvm> {
-        // The kernel is read once, at open: a few preads cost less than
-        // setting up and tearing down a mapping.
-        let kimage = Image::open(kernel.as_ref(), "kernel", ReadMode::Pread)?;
+        let kimage = Image::open(kernel.as_ref(), "kernel", ReadMode::Map)?;
         let core = Image::open(core.as_ref(), "core", self.mode)?;
         let (khead, chead) = (Head::read(&kimage)?, Head::read(&core)?);
         identify::check_files(&kimage, &khead, &core, &chead)?;

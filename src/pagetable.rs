@@ -145,6 +145,19 @@ impl<const N: usize> Format<N> {
         })
     }
 
+    /// The entry at the start of `b` (which holds at least one).
+    fn decode(&self, b: &[u8]) -> u64 {
+        let n = usize::from(self.entry_size);
+        let mut v = [0u8; 8];
+        if self.big_endian {
+            v[8 - n..].copy_from_slice(&b[..n]);
+            u64::from_be_bytes(v)
+        } else {
+            v[..n].copy_from_slice(&b[..n]);
+            u64::from_le_bytes(v)
+        }
+    }
+
     /// Translates `va` by walking the tables from `root`, reading tables in
     /// physical memory through `mem`.
     ///
@@ -284,13 +297,32 @@ impl<const N: usize> Format<N> {
         match root {
             Root::Phys(pa) => w.table(0, pa, 0),
             Root::File { off, count, base } => {
+                // The page map is read a page of entries at a time (one
+                // pread each when the file is not mapped); it ends with the
+                // file.
                 let esz = u64::from(self.entry_size);
-                for i in 0..count {
-                    let Some(e) = self.entry(image, off + i * esz) else {
-                        break; // the page map ends with the file
+                let count = count.min(image.len().saturating_sub(off) / esz);
+                let per = 4096 / esz;
+                let mut local = [0u8; 4096];
+                for first in (0..count).step_by(per as usize) {
+                    let n = per.min(count - first);
+                    let at = off + first * esz;
+                    let bytes = match image.mapped() {
+                        Some(data) => &data[at as usize..(at + n * esz) as usize],
+                        None => {
+                            let b = &mut local[..(n * esz) as usize];
+                            if !image.read_exact_at(at, b) {
+                                break;
+                            }
+                            &*b
+                        }
                     };
-                    if !w.visit(0, base.wrapping_add(i << self.levels[0].shift), e)? {
-                        return Ok(false);
+                    for (j, b) in bytes.chunks_exact(esz as usize).enumerate() {
+                        let i = first + j as u64;
+                        let va = base.wrapping_add(i << self.levels[0].shift);
+                        if !w.visit(0, va, self.decode(b))? {
+                            return Ok(false);
+                        }
                     }
                 }
                 Ok(true)
@@ -332,14 +364,31 @@ impl<const N: usize, M: PhysMem + ?Sized> Walk<'_, '_, N, M> {
             return Err(too_many_tables(self.limit, prefix));
         }
         self.tables_left -= 1;
+        // A table that lies whole in one run of the file is read at once:
+        // one pread when the file is not mapped, not one per entry.
+        let size = (1u64 << lvl.bits) * esz;
+        let mut local = [0u8; 4096];
+        let whole = match self.image.mapped() {
+            _ if size > first.len || size > local.len() as u64 => None,
+            Some(data) => usize::try_from(first.off)
+                .ok()
+                .and_then(|o| data.get(o..o + size as usize)),
+            None => {
+                let b = &mut local[..size as usize];
+                self.image.read_exact_at(first.off, b).then_some(&*b)
+            }
+        };
         for index in 0..1u64 << lvl.bits {
             let at = index * esz;
-            let off = if at + esz <= first.len {
-                Some(first.off + at)
-            } else {
-                self.mem.locate(table + at).map(|s| s.off)
+            let e = match whole {
+                Some(b) => Some(self.format.decode(&b[at as usize..])),
+                None if at + esz <= first.len => self.format.entry(self.image, first.off + at),
+                None => self
+                    .mem
+                    .locate(table + at)
+                    .and_then(|s| self.format.entry(self.image, s.off)),
             };
-            let Some(e) = off.and_then(|o| self.format.entry(self.image, o)) else {
+            let Some(e) = e else {
                 continue;
             };
             let va = sign_extend(prefix | (index << lvl.shift), self.va_bits);

@@ -467,3 +467,30 @@ fn repeated_reads_through_every_stage() {
         }
     }
 }
+
+/// A handle that reads the core with pread (OpenOptions::pread) reads and
+/// walks exactly as a mapped one, for every dump format.
+#[test]
+fn pread_mode_reads_and_walks_the_same() {
+    let m = Amd64::new(2 << 20, Fill::Pattern);
+    let s = Scratch::new("preadmode");
+    for d in [
+        m.full_dump(false),
+        m.minidump(1),
+        m.minidump(2),
+        m.minidump(3),
+    ] {
+        let mapped = open(&s, &m, "core", &d);
+        let pread = kvm::OpenOptions::new()
+            .pread(true)
+            .open(s.path().join("kernel"), s.path().join("core"))
+            .unwrap();
+        let what = format!("version {}", d.version);
+        fixture::assert_pages(
+            &fixture::walk(&pread, &what),
+            &fixture::walk(&mapped, &what),
+            &what,
+        );
+        fixture::random_reads(&regions(), 500, |va, len| check(&pread, &m, &d, va, len));
+    }
+}
