@@ -99,7 +99,8 @@ typedef int kvm_walk_pages_cb_t(struct kvm_page *, void *);
 #define KVM_O_PREAD 268435456
 
 /*
- Extension: a `kvm_open2()` flag that skips the check that the kernel's
+ Extension: a `kvm_open2()` flag that skips the checks of the kernel
+ against the dump: that it has a `version` symbol, and that its
  `version` string matches the dump's (open refuses a kernel that does
  not belong to the dump). The environment variable `KVM_NOVERIFY` does
  the same.

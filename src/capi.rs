@@ -114,7 +114,8 @@ const _: () = {
 /// anything but "" or "0" does the same for programs that cannot pass it.
 pub const KVM_O_PREAD: c_int = 0x10000000;
 
-/// Extension: a `kvm_open2()` flag that skips the check that the kernel's
+/// Extension: a `kvm_open2()` flag that skips the checks of the kernel
+/// against the dump: that it has a `version` symbol, and that its
 /// `version` string matches the dump's (open refuses a kernel that does
 /// not belong to the dump). The environment variable `KVM_NOVERIFY` does
 /// the same.

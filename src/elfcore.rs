@@ -130,10 +130,13 @@ impl ElfCore {
         // Headers are read once: with pread (see Image::read_exact_at).
         let (segs, dump_delta) = segments_of(ident, &object::ReadCache::new(image.reader()))?;
         let main = segs[longest(&segs, |s| s.size)];
+        // Segments may share file bytes (nothing forbids it): what the
+        // file holds is at most its own length.
         let held_pages = segs
             .iter()
             .map(|s| image.len().saturating_sub(s.off).min(s.size) / 4096)
-            .sum();
+            .fold(0u64, u64::saturating_add)
+            .min(image.len() / 4096);
         Ok(ElfCore {
             dump_delta,
             segs,

@@ -182,7 +182,12 @@ impl Image {
     fn pread(&self, off: u64, buf: &mut [u8]) -> Result<usize> {
         let mut done = 0;
         while done < buf.len() {
-            let Some(at) = off.checked_add(done as u64) else {
+            // An offset past what off_t holds lies past the end of any
+            // file: end of file, as in the mapped case, not EINVAL.
+            let Some(at) = off
+                .checked_add(done as u64)
+                .filter(|&a| i64::try_from(a).is_ok())
+            else {
                 break;
             };
             match self.file.read_at(&mut buf[done..], at) {

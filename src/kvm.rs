@@ -97,9 +97,9 @@ impl OpenOptions {
         self
     }
 
-    /// Whether open compares the kernel's `version` string with the
-    /// dump's and refuses a kernel that does not belong to the dump (on by
-    /// default).
+    /// Whether open checks the kernel against the dump (on by default): a
+    /// kernel without a `version` symbol is refused, and one whose
+    /// `version` string differs from the dump's copy of it.
     pub fn verify_kernel(mut self, verify: bool) -> Self {
         self.verify = verify;
         self
@@ -122,7 +122,18 @@ impl OpenOptions {
             Some(r) => r(name),
             None => kernel.symbol(name).map(|s| s.value),
         };
-        let version = identify::check_freebsd(&kimage, &kernel, &lookup, resolver.is_some())?;
+        // Without the check, a kernel without `version` (stripped, say)
+        // opens where the backend needs no symbol, as with libkvm.
+        let version = if self.verify {
+            Some(identify::check_freebsd(
+                &kimage,
+                &kernel,
+                &lookup,
+                resolver.is_some(),
+            )?)
+        } else {
+            None
+        };
         let vtop = (backend.initvtop)(&Setup {
             core: &core,
             lookup: &lookup,
@@ -135,7 +146,7 @@ impl OpenOptions {
             vtop,
             resolver,
         };
-        if self.verify {
+        if let Some(version) = version {
             identify::check_version(&kimage, &kvm.core, &kvm.kernel, version, |buf| {
                 kvm.read(version, buf)
             })?;

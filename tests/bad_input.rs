@@ -552,3 +552,95 @@ fn walk_cost_follows_the_file() {
     // Only the model's own pages are leaves: the hostile tables hold none.
     assert_eq!(n, m.expected_pages(&m.full_dump(false)).len() as u64);
 }
+
+/// A kernel without `version` (stripped) opens when the kernel check is
+/// off, where the backend needs no symbol (an amd64 minidump), as with
+/// libkvm.
+#[test]
+fn stripped_kernel_opens_unverified() {
+    let m = machine();
+    let s = Scratch::new("stripped");
+    let mut stripped = machine();
+    stripped.syms.retain(|s| s.name != "version");
+    let (k, c) = (
+        s.file("kernel", &stripped.kernel()),
+        s.file("core", &m.minidump(3).bytes),
+    );
+    assert!(Kvm::open(&k, &c).is_err());
+    let kvm = kvm::OpenOptions::new()
+        .verify_kernel(false)
+        .open(&k, &c)
+        .unwrap();
+    let mut buf = [0u8; 7];
+    kvm.read_exact(fixture::amd64::va::VERSION, &mut buf)
+        .unwrap();
+    assert_eq!(&buf, b"FreeBSD");
+}
+
+/// A segment whose file offset lies past what `off_t` holds reads as past
+/// the end of the file (a short count), mapped or with pread alike.
+#[test]
+fn segment_offset_past_off_t() {
+    let m = machine();
+    let s = Scratch::new("offt");
+    let mut core = m.full_dump(false).bytes;
+    let last = m.ram.ranges.len() - 1; // RAM at 4 GiB, mapped at va::K1G
+    let ph = 64 + 56 * last;
+    core[ph + 8..ph + 16].copy_from_slice(&(1u64 << 63).to_le_bytes()); // p_offset
+    let (k, c) = (s.file("kernel", &m.kernel()), s.file("core", &core));
+    for pread in [false, true] {
+        let kvm = kvm::OpenOptions::new().pread(pread).open(&k, &c).unwrap();
+        let n = kvm.read(fixture::amd64::va::K1G, &mut [0u8; 8]).unwrap();
+        assert_eq!(n, 0, "pread mode {pread}");
+    }
+}
+
+/// PT_LOAD headers may all claim the same file bytes (nothing forbids it):
+/// the pages the dump holds, which bound a walk's work, are still at most
+/// the file's own. 1000 such headers over aliased tables once let a walk
+/// run for hours.
+#[test]
+fn segments_sharing_file_bytes_do_not_stretch_a_walk() {
+    use fixture::amd64::{PD, PDP};
+    let mut m = machine();
+    let va = VM_MIN_KERNEL_ADDRESS;
+    let pdpe_slot = m.pt.slot(&mut m.ram, va, PDP);
+    let pde_slot = m.pt.slot(&mut m.ram, va, PD);
+    let (pdpe, pde) = (
+        m.ram.get(pdpe_slot, 8, false),
+        m.ram.get(pde_slot, 8, false),
+    );
+    for i in 0..512 {
+        m.ram.set((pdpe_slot & !0xfff) + i * 8, 8, false, pdpe);
+        m.ram.set((pde_slot & !0xfff) + i * 8, 8, false, pde);
+    }
+    let pml4e = m.ram.get(m.pt.root + (va >> 39 & 511) * 8, 8, false);
+    for i in 1..200 {
+        m.ram.set(m.pt.root + i * 8, 8, false, pml4e);
+    }
+    // The dump, then 1000 more PT_LOADs, each the whole file again at a
+    // physical address of its own; their headers go at the end.
+    let mut core = m.full_dump(false).bytes;
+    let len = core.len() as u64;
+    let (phoff, phnum) = (len, 3 + 1000u64);
+    let mut extra = core[64..64 + 56 * 3].to_vec();
+    for i in 0..1000u64 {
+        let mut ph = [0u8; 56];
+        ph[0..4].copy_from_slice(&object::elf::PT_LOAD.to_le_bytes());
+        let pa = (1u64 << 40) + i * len.next_multiple_of(1 << 30);
+        for (at, v) in [(8, 0), (16, pa), (24, pa), (32, len), (40, len)] {
+            ph[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        extra.extend_from_slice(&ph);
+    }
+    core.extend_from_slice(&extra);
+    core[32..40].copy_from_slice(&phoff.to_le_bytes()); // e_phoff
+    core[56..58].copy_from_slice(&(phnum as u16).to_le_bytes()); // e_phnum
+    let s = Scratch::new("sharedsegs");
+    let (k, c) = (s.file("k", &m.kernel()), s.file("c", &core));
+    let e = within_a_minute("the walk", move || {
+        let kvm = Kvm::open(k, c).unwrap();
+        kvm.walk_pages(|_| true).unwrap_err().to_string()
+    });
+    assert!(e.contains("alias or loop"), "{e}");
+}
