@@ -100,19 +100,29 @@ impl Image {
                 }),
             };
         }
-        if mode == ReadMode::Map && len <= SMALL {
-            let mut owned = vec![0u8; len as usize];
-            if image.read_exact_at(0, &mut owned) {
-                image.bytes = Bytes::Owned(owned.into_boxed_slice());
-            }
-        } else if mode == ReadMode::Map {
-            if let Some((map, cold)) =
-                Cold::new(len).and_then(|c| Some((map(&image.file, len)?, c)))
-            {
-                image.bytes = Bytes::Mapped(map, cold);
-            }
+        if mode == ReadMode::Map {
+            image.map();
         }
         Ok(image)
+    }
+
+    /// Brings the file into memory: read whole when small, else mapped
+    /// (with pread left where it cannot be). An image opened with
+    /// [`ReadMode::Pread`] can be mapped later: open reads a core's
+    /// headers and tables once with pread, and maps it for the reads that
+    /// follow, so that it takes no page faults for pages it reads once.
+    pub fn map(&mut self) {
+        let len = self.len;
+        if len <= SMALL {
+            let mut owned = vec![0u8; len as usize];
+            if self.read_exact_at(0, &mut owned) {
+                self.bytes = Bytes::Owned(owned.into_boxed_slice());
+            }
+        } else if let Some((map, cold)) =
+            Cold::new(len).and_then(|c| Some((map(&self.file, len)?, c)))
+        {
+            self.bytes = Bytes::Mapped(map, cold);
+        }
     }
 
     /// The file's path.

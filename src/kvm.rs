@@ -109,7 +109,9 @@ impl OpenOptions {
     /// minidump) with these options.
     pub fn open(self, kernel: impl AsRef<Path>, core: impl AsRef<Path>) -> Result<Kvm> {
         let kimage = Image::open(kernel.as_ref(), "kernel", ReadMode::Map)?;
-        let core = Image::open(core.as_ref(), "core", self.mode)?;
+        // Open reads the core's headers and the tables it checks once: with
+        // pread, before the core is mapped for the reads that follow.
+        let core = Image::open(core.as_ref(), "core", ReadMode::Pread)?;
         let (khead, chead) = (Head::read(&kimage)?, Head::read(&core)?);
         identify::check_files(&kimage, &khead, &core, &chead)?;
         let kernel = Kernel::parse(&kimage).map_err(|e| e.in_file("kernel", kimage.path()))?;
@@ -139,7 +141,7 @@ impl OpenOptions {
             lookup: &lookup,
         })
         .map_err(|e| e.in_file("core", core.path()))?;
-        let kvm = Kvm {
+        let mut kvm = Kvm {
             kernel,
             core,
             backend,
@@ -150,6 +152,9 @@ impl OpenOptions {
             identify::check_version(&kimage, &kvm.core, &kvm.kernel, version, |buf| {
                 kvm.read(version, buf)
             })?;
+        }
+        if self.mode == ReadMode::Map {
+            kvm.core.map();
         }
         Ok(kvm)
     }
