@@ -276,12 +276,9 @@ fn page_table_outside_the_dump() {
     }
 }
 
-/// Hostile page tables that share one table among all entries (512 PDPEs
-/// to one PD, 512 PDEs to one page table: 2^27 paths to the same pages):
-/// the walk reports pages until it has entered as many tables as the dump
-/// holds pages, then fails saying why: its work follows the dump's size.
-#[test]
-fn shared_tables_do_not_multiply_a_walk() {
+/// The standard machine with hostile tables in kernel VM: all 512 PDPEs of
+/// one PDPT name one PD, whose 512 PDEs all name one page table.
+fn machine_with_shared_tables() -> Amd64 {
     use fixture::amd64::{PD, PDP};
     let mut m = machine();
     let va = VM_MIN_KERNEL_ADDRESS;
@@ -291,11 +288,20 @@ fn shared_tables_do_not_multiply_a_walk() {
         m.ram.get(pdpe_slot, 8, false),
         m.ram.get(pde_slot, 8, false),
     );
-    let (pdp_table, pd_table) = (pdpe_slot & !0xfff, pde_slot & !0xfff);
     for i in 0..512 {
-        m.ram.set(pdp_table + i * 8, 8, false, pdpe);
-        m.ram.set(pd_table + i * 8, 8, false, pde);
+        m.ram.set((pdpe_slot & !0xfff) + i * 8, 8, false, pdpe);
+        m.ram.set((pde_slot & !0xfff) + i * 8, 8, false, pde);
     }
+    m
+}
+
+/// Hostile page tables that share one table among all entries (512 PDPEs
+/// to one PD, 512 PDEs to one page table: 2^27 paths to the same pages):
+/// the walk reports pages until it has entered as many tables as the dump
+/// holds pages, then fails saying why: its work follows the dump's size.
+#[test]
+fn shared_tables_do_not_multiply_a_walk() {
+    let m = machine_with_shared_tables();
     let s = Scratch::new("shared");
     let kvm = Kvm::open(
         s.file("k", &m.kernel()),
@@ -601,19 +607,8 @@ fn segment_offset_past_off_t() {
 /// run for hours.
 #[test]
 fn segments_sharing_file_bytes_do_not_stretch_a_walk() {
-    use fixture::amd64::{PD, PDP};
-    let mut m = machine();
+    let mut m = machine_with_shared_tables();
     let va = VM_MIN_KERNEL_ADDRESS;
-    let pdpe_slot = m.pt.slot(&mut m.ram, va, PDP);
-    let pde_slot = m.pt.slot(&mut m.ram, va, PD);
-    let (pdpe, pde) = (
-        m.ram.get(pdpe_slot, 8, false),
-        m.ram.get(pde_slot, 8, false),
-    );
-    for i in 0..512 {
-        m.ram.set((pdpe_slot & !0xfff) + i * 8, 8, false, pdpe);
-        m.ram.set((pde_slot & !0xfff) + i * 8, 8, false, pde);
-    }
     let pml4e = m.ram.get(m.pt.root + (va >> 39 & 511) * 8, 8, false);
     for i in 1..200 {
         m.ram.set(m.pt.root + i * 8, 8, false, pml4e);
