@@ -136,7 +136,7 @@ impl Image {
         self.len
     }
 
-    /// The whole file, when it is mapped.
+    /// The whole file, when it is in memory (mapped, or read whole).
     #[inline]
     pub fn mapped(&self) -> Option<&[u8]> {
         match &self.bytes {
@@ -241,6 +241,19 @@ impl Image {
         self.header(off)
     }
 
+    /// The `buf.len()` bytes at `off`: borrowed from memory when the file
+    /// is there, else read into `buf` with one `pread`; `None` if the file
+    /// does not hold them all. For runs of page-table entries.
+    pub fn view<'a>(&'a self, off: u64, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        match self.mapped() {
+            Some(data) => {
+                let o = usize::try_from(off).ok()?;
+                data.get(o..o.checked_add(buf.len())?)
+            }
+            None => self.read_exact_at(off, buf).then_some(&*buf),
+        }
+    }
+
     /// Little-endian u32 at `off`.
     #[inline]
     pub fn le32(&self, off: u64) -> Option<u32> {
@@ -325,7 +338,6 @@ impl io::Seek for Reader<'_> {
 /// Maps `file`, or `None` when it cannot be mapped: the caller then reads
 /// with `pread`, so a 1 TiB sparse core under an address-space limit still
 /// opens.
-///
 fn map(file: &File, len: u64) -> Option<Mmap> {
     let len = usize::try_from(len).ok()?;
     // SAFETY: the mapping is shared and read-only. Another process
