@@ -123,12 +123,15 @@ pub struct ElfCore {
 impl ElfCore {
     /// Parses the program headers of an ELF core file.
     pub fn parse(image: &Image) -> Result<ElfCore> {
-        let mut head = [0u8; 64];
-        let n = image.read_prefix(&mut head)?;
+        // Headers are read once: with pread (see Image::read_exact_at). The
+        // identity's read is the one an ELF64 header parse asks for, cached.
+        let cache = object::ReadCache::new(image.reader());
+        let head = (&cache)
+            .read_bytes_at(0, image.len().min(64))
+            .unwrap_or(&[]);
         let ident =
-            ElfIdent::parse(&head[..n]).ok_or_else(|| Error::BadCore("not an ELF file".into()))?;
-        // Headers are read once: with pread (see Image::read_exact_at).
-        let (segs, dump_delta) = segments_of(ident, &object::ReadCache::new(image.reader()))?;
+            ElfIdent::parse(head).ok_or_else(|| Error::BadCore("not an ELF file".into()))?;
+        let (segs, dump_delta) = segments_of(ident, &cache)?;
         let main = segs[longest(&segs, |s| s.size)];
         // Segments may share file bytes (nothing forbids it): what the
         // file holds is at most its own length.

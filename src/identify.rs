@@ -46,8 +46,9 @@ impl Head {
 }
 
 /// Refuses a kernel and core given in the wrong order, a kernel file that
-/// cannot be a FreeBSD kernel image and a core file that is no dump.
-pub fn check_files(kernel: &Image, khead: &Head, core: &Image, chead: &Head) -> Result<()> {
+/// cannot be a FreeBSD kernel image and a core file that is no dump;
+/// returns the kernel's ELF identity.
+pub fn check_files(kernel: &Image, khead: &Head, core: &Image, chead: &Head) -> Result<ElfIdent> {
     let kname = |m: String| Error::BadKernel(format!("kernel {}: {m}", kernel.path().display()));
     if khead.is_dump() && chead.is_executable() {
         return Err(Error::BadKernel(format!(
@@ -106,7 +107,7 @@ pub fn check_files(kernel: &Image, khead: &Head, core: &Image, chead: &Head) -> 
             }
         )));
     }
-    Ok(())
+    Ok(k)
 }
 
 /// Refuses a kernel without the symbols every FreeBSD kernel defines

@@ -75,15 +75,11 @@ struct Entry {
 }
 
 impl Kernel {
-    /// Parses the kernel ELF image and indexes its symbol table (`.symtab`,
-    /// or `.dynsym` if the image is stripped). Entries without a name are
-    /// skipped, and an allocation that fails is an error.
-    pub fn parse(image: &Image) -> Result<Kernel> {
-        let mut head = [0u8; 64];
-        let n = image.read_prefix(&mut head)?;
-        let ident = ElfIdent::parse(&head[..n]).ok_or_else(|| {
-            Error::BadKernel("is not an ELF file (expected a FreeBSD kernel image)".into())
-        })?;
+    /// Parses the kernel ELF image of identity `ident` and indexes its
+    /// symbol table (`.symtab`, or `.dynsym` if the image is stripped).
+    /// Entries without a name are skipped, and an allocation that fails is
+    /// an error.
+    pub fn parse(image: &Image, ident: ElfIdent) -> Result<Kernel> {
         let parsed = match image.mapped() {
             Some(data) => load_any(ident, data),
             // A kernel that cannot be mapped: read as object asks (slower).

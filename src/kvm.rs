@@ -113,8 +113,10 @@ impl OpenOptions {
         // pread, before the core is mapped for the reads that follow.
         let core = Image::open(core.as_ref(), "core", ReadMode::Pread)?;
         let (khead, chead) = (Head::read(&kimage)?, Head::read(&core)?);
-        identify::check_files(&kimage, &khead, &core, &chead)?;
-        let kernel = Kernel::parse(&kimage).map_err(|e| e.in_file("kernel", kimage.path()))?;
+        // check_files refuses a kernel that is not ELF.
+        let ident = identify::check_files(&kimage, &khead, &core, &chead)?;
+        let kernel =
+            Kernel::parse(&kimage, ident).map_err(|e| e.in_file("kernel", kimage.path()))?;
         let backend = registry::find(&Probe {
             kernel: kernel.ident,
             core_head: chead.bytes(),
