@@ -63,8 +63,6 @@ pub struct Minidump {
     top: Vec<u32>,
     /// The blocks with a bit set, in bitmap order.
     blocks: Vec<Block>,
-    /// The number of each entry of `blocks`.
-    block_no: Vec<u32>,
     /// Set bits in the bitmap: the dumped pages.
     total: u64,
     /// dump_avail ranges (`None`: bit N is physical page N).
@@ -226,7 +224,7 @@ impl Minidump {
         let mut top = Vec::new();
         top.try_reserve_exact(bsize.div_ceil(BLOCK_BITS / 8) as usize)
             .map_err(|_| oom("bitmap"))?;
-        let (mut blocks, mut block_no) = (Vec::new(), Vec::new());
+        let mut blocks = Vec::new();
         let mut total = 0u64;
         let mut failed = false;
         let read = image.for_each_piece(boff, bsize, (BLOCK_BITS / 8) as usize, |piece| {
@@ -245,12 +243,11 @@ impl Minidump {
                 block.0[i] = [w, total];
                 total += u64::from(w.count_ones());
             }
-            if blocks.try_reserve(1).is_err() || block_no.try_reserve(1).is_err() {
+            if blocks.try_reserve(1).is_err() {
                 failed = true;
                 return;
             }
             top.push(blocks.len() as u32);
-            block_no.push((top.len() - 1) as u32);
             blocks.push(block);
         });
         if failed {
@@ -291,7 +288,6 @@ impl Minidump {
             sparse_off: layout.sparse_off,
             top,
             blocks,
-            block_no,
             total,
             avail,
             main,
@@ -340,22 +336,27 @@ impl Minidump {
     /// Physical addresses of the dumped pages, in file order, leaving out
     /// those marked in `skip`.
     fn pages_except<'a>(&'a self, skip: Option<&'a Reached>) -> impl Iterator<Item = u64> + 'a {
-        self.blocks.iter().enumerate().flat_map(move |(bi, block)| {
-            let bit0 = u64::from(self.block_no[bi]) * BLOCK_BITS;
-            block.0.iter().enumerate().flat_map(move |(wi, &[w, _])| {
-                let mut w = w & !skip.map_or(0, |r| r.0[bi][wi]);
-                let base = bit0 + wi as u64 * 64;
-                std::iter::from_fn(move || {
-                    if w == 0 {
-                        return None;
-                    }
-                    let b = w.trailing_zeros();
-                    w &= w - 1;
-                    Some(self.page_of(base + u64::from(b)))
+        let blocks = self.top.iter().enumerate().filter(|&(_, &b)| b != EMPTY);
+        blocks.flat_map(move |(no, &b)| {
+            let (bi, bit0) = (b as usize, no as u64 * BLOCK_BITS);
+            self.blocks[bi]
+                .0
+                .iter()
+                .enumerate()
+                .flat_map(move |(wi, &[w, _])| {
+                    let mut w = w & !skip.map_or(0, |r| r.0[bi][wi]);
+                    let base = bit0 + wi as u64 * 64;
+                    std::iter::from_fn(move || {
+                        if w == 0 {
+                            return None;
+                        }
+                        let b = w.trailing_zeros();
+                        w &= w - 1;
+                        Some(self.page_of(base + u64::from(b)))
+                    })
+                    .flatten()
+                    .map(|page| page << self.page_shift)
                 })
-                .flatten()
-                .map(|page| page << self.page_shift)
-            })
         })
     }
 }
