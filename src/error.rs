@@ -16,6 +16,12 @@ pub enum Fault {
         /// The physical address the page tables give.
         pa: u64,
     },
+    /// Mapped to physical address `pa`, a page the dump tool chose to leave
+    /// out (makedumpfile's filtering of zero, cache, user or free pages).
+    Filtered {
+        /// The physical address the page tables give.
+        pa: u64,
+    },
     /// The address cannot be a kernel address of this architecture at all.
     OutOfRange(String),
     /// The page tables themselves are damaged or missing from the dump.
@@ -116,6 +122,10 @@ impl fmt::Display for Fault {
             Fault::NotInDump { pa } => write!(
                 f,
                 "mapped to physical address {pa:#x}, which is not in the dump"
+            ),
+            Fault::Filtered { pa } => write!(
+                f,
+                "mapped to physical address {pa:#x}, a page filtered out of the dump"
             ),
             Fault::OutOfRange(why) => write!(f, "out of range: {why}"),
             Fault::BadPageTable(why) => write!(f, "damaged page tables: {why}"),

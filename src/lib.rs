@@ -48,6 +48,7 @@ mod elfcore;
 mod error;
 mod identify;
 mod image;
+mod kdump;
 mod kernel;
 mod kvm;
 mod minidump;
