@@ -173,7 +173,7 @@ enum Mmu {
 
 impl Mmu {
     #[inline(always)]
-    fn translate<M: PhysMem + ?Sized>(
+    fn translate<M: PhysMem>(
         self,
         image: &Image,
         mem: &M,

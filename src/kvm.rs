@@ -1,6 +1,6 @@
 //! The safe Rust API: a handle on one kernel and crash dump.
 
-use crate::error::{Error, Fault, Result};
+use crate::error::{Error, Result};
 use crate::identify::{self, Head};
 use crate::image::{Image, ReadMode};
 use crate::kernel::{Kernel, Symbol};
@@ -228,43 +228,7 @@ impl Kvm {
     /// even after some bytes were copied; the error names the address.
     #[inline]
     pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let span = self
-            .vtop
-            .kvatop(&self.core, va)
-            .map_err(|f| Error::fault(va, f))?;
-        // Most reads lie in one page: one translation and one copy.
-        if buf.len() as u64 <= span.len {
-            return self.core.read_at(span.off, buf);
-        }
-        self.read_spans(va, span, buf)
-    }
-
-    /// The general case of [`Kvm::read`], page by page from `first`, the
-    /// translation of `va`.
-    fn read_spans(&self, va: u64, first: Span, buf: &mut [u8]) -> Result<usize> {
-        let mut done = 0usize;
-        let mut span = first;
-        loop {
-            let want = (buf.len() - done).min(usize::try_from(span.len).unwrap_or(usize::MAX));
-            let n = self.core.read_at(span.off, &mut buf[done..done + want])?;
-            done += n;
-            if n < want || done == buf.len() {
-                return Ok(done); // done, or the core file ended early
-            }
-            let addr = va.checked_add(done as u64).ok_or_else(|| {
-                Error::fault(
-                    va,
-                    Fault::OutOfRange("the read runs past the top of the address space".into()),
-                )
-            })?;
-            span = self
-                .vtop
-                .kvatop(&self.core, addr)
-                .map_err(|f| Error::fault(addr, f))?;
-        }
+        self.vtop.read(&self.core, va, buf)
     }
 
     /// Reads exactly `buf.len()` bytes, treating a short read as an error.

@@ -8,7 +8,7 @@
 
 use crate::error::Fault;
 use crate::image::Image;
-use crate::physmem::PhysMem;
+use crate::physmem::{PhysMem, Span};
 
 /// A test on an entry: `(entry & mask == value) != negate`, and, when
 /// `any` is not 0, at least one of the `any` bits set (riscv: a valid leaf
@@ -133,15 +133,14 @@ pub struct Mapping {
 }
 
 impl<const N: usize> Format<N> {
-    /// Reads entry number `index` of a table whose first byte is at file
-    /// offset `off`.
+    /// Reads the entry at location `off` of `mem`.
     #[inline(always)]
-    fn entry(&self, image: &Image, off: u64) -> Option<u64> {
+    fn entry<M: PhysMem>(&self, mem: &M, image: &Image, off: u64) -> Option<u64> {
         Some(match (self.entry_size, self.big_endian) {
-            (8, false) => u64::from_le_bytes(image.array(off)?),
-            (8, true) => u64::from_be_bytes(image.array(off)?),
-            (_, false) => u64::from(u32::from_le_bytes(image.array(off)?)),
-            (_, true) => u64::from(u32::from_be_bytes(image.array(off)?)),
+            (8, false) => u64::from_le_bytes(mem.array(image, off)?),
+            (8, true) => u64::from_be_bytes(mem.array(image, off)?),
+            (_, false) => u64::from(u32::from_le_bytes(mem.array(image, off)?)),
+            (_, true) => u64::from(u32::from_be_bytes(mem.array(image, off)?)),
         })
     }
 
@@ -170,7 +169,7 @@ impl<const N: usize> Format<N> {
     /// called on a `static` format, the levels fold into constants and the
     /// loop unrolls.
     #[inline(always)]
-    pub fn translate<M: PhysMem + ?Sized>(
+    pub fn translate<M: PhysMem>(
         &self,
         image: &Image,
         mem: &M,
@@ -180,6 +179,9 @@ impl<const N: usize> Format<N> {
         let esz = u64::from(self.entry_size);
         let mut table = root;
         for depth in 0..N {
+            // A flat page map lies in the core file itself; tables lie in
+            // the container's physical memory.
+            let from_file = matches!(table, Root::File { .. });
             let lvl = &self.levels[depth];
             let (index, entry_off) = match table {
                 Root::Phys(pa) => {
@@ -197,7 +199,12 @@ impl<const N: usize> Format<N> {
                     (index, off + index * esz)
                 }
             };
-            let Some(e) = self.entry(image, entry_off) else {
+            let e = if from_file {
+                self.entry(&InFile, image, entry_off)
+            } else {
+                self.entry(mem, image, entry_off)
+            };
+            let Some(e) = e else {
                 return Err(entry_past_eof(lvl, index));
             };
             if !lvl.valid.test(e) {
@@ -280,7 +287,7 @@ impl<const N: usize> Format<N> {
     /// kernel's tables are a small part of its memory, and recursion enters
     /// each at most `N` times) stops with an error. `va_bits` sign-extends
     /// the addresses of physical-root walks (64: none).
-    pub fn walk<M: PhysMem + ?Sized>(
+    pub fn walk<M: PhysMem>(
         &self,
         image: &Image,
         mem: &M,
@@ -328,12 +335,25 @@ impl<const N: usize> Format<N> {
     }
 }
 
+/// The core file itself, for flat page maps (minidumps): locations are
+/// file offsets and nothing is located by physical address.
+struct InFile;
+
+impl PhysMem for InFile {
+    fn locate(&self, _pa: u64) -> Option<Span> {
+        None
+    }
+    fn held_pages(&self) -> u64 {
+        0
+    }
+}
+
 /// Tables a walk may enter beyond the pages the dump holds, so that a dump
 /// of a few pages still walks its tables.
 const TABLES_ANY_DUMP_MAY_ENTER: u64 = 64;
 
 /// The state of one [`Format::walk`].
-struct Walk<'a, 'f, const N: usize, M: PhysMem + ?Sized> {
+struct Walk<'a, 'f, const N: usize, M: PhysMem> {
     format: &'a Format<N>,
     image: &'a Image,
     mem: &'a M,
@@ -344,7 +364,7 @@ struct Walk<'a, 'f, const N: usize, M: PhysMem + ?Sized> {
     f: &'a mut (dyn FnMut(u64, &Mapping) -> bool + 'f),
 }
 
-impl<const N: usize, M: PhysMem + ?Sized> Walk<'_, '_, N, M> {
+impl<const N: usize, M: PhysMem> Walk<'_, '_, N, M> {
     /// Visits the entries of the table at `table` on level `depth`.
     fn table(&mut self, depth: usize, table: u64, prefix: u64) -> Result<bool, Fault> {
         let lvl = &self.format.levels[depth];
@@ -354,7 +374,7 @@ impl<const N: usize, M: PhysMem + ?Sized> Walk<'_, '_, N, M> {
         let Some(first) = self.mem.locate(table) else {
             return Ok(true); // the table page is not in the dump
         };
-        if first.off >= self.image.len() {
+        if first.off >= self.mem.end(self.image) {
             return Ok(true); // a segment claims it, but the file ends before
         }
         if self.tables_left == 0 {
@@ -366,17 +386,22 @@ impl<const N: usize, M: PhysMem + ?Sized> Walk<'_, '_, N, M> {
         let size = (1u64 << lvl.bits) * esz;
         let mut local = [0u8; 4096];
         let whole = (size <= first.len && size <= local.len() as u64)
-            .then(|| self.image.view(first.off, &mut local[..size as usize]))
+            .then(|| {
+                self.mem
+                    .view(self.image, first.off, &mut local[..size as usize])
+            })
             .flatten();
         for index in 0..1u64 << lvl.bits {
             let at = index * esz;
             let e = match whole {
                 Some(b) => Some(self.format.decode(&b[at as usize..])),
-                None if at + esz <= first.len => self.format.entry(self.image, first.off + at),
+                None if at + esz <= first.len => {
+                    self.format.entry(self.mem, self.image, first.off + at)
+                }
                 None => self
                     .mem
                     .locate(table + at)
-                    .and_then(|s| self.format.entry(self.image, s.off)),
+                    .and_then(|s| self.format.entry(self.mem, self.image, s.off)),
             };
             let Some(e) = e else {
                 continue;

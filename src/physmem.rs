@@ -1,10 +1,19 @@
-//! Physical memory as a dump container holds it: each container answers one
-//! question, "where in the core file is physical address `pa`?".
+//! Physical memory as a dump container holds it: each container answers
+//! "where is physical address `pa`?" and reads the bytes found there.
+//!
+//! ELF cores and minidumps hold memory as it was, so a location is a file
+//! offset and reads go to the core file (mapped: a bounds check and a copy).
+//! A kdump-compressed dump holds pages compressed: its locations are
+//! physical addresses, and its reads decompress through a bounded cache.
 
-/// A run of bytes in the core file: `len` bytes starting at file offset `off`
-/// are contiguous in the address space being read. `off + len` may lie past
-/// the end of a truncated file; readers clamp to the file and report a short
-/// read.
+use crate::error::{Fault, Result};
+use crate::image::Image;
+
+/// A run of bytes in the dump: `len` bytes starting at `off` are contiguous
+/// in the address space being read. `off` is a file offset in the core file,
+/// except for kdump-compressed dumps, whose pages are compressed: there it is
+/// the physical address. `off + len` may lie past the end of a truncated
+/// file; readers clamp to the file and report a short read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
     /// File offset of the first byte.
@@ -13,16 +22,53 @@ pub struct Span {
     pub len: u64,
 }
 
-/// Physical memory held by a dump container (an ELF full dump's PT_LOAD
-/// segments, or a minidump's bitmap of dumped pages).
+/// Physical memory held by a dump container (an ELF core's PT_LOAD
+/// segments, a minidump's or kdump file's bitmap of dumped pages).
+///
+/// The reading methods take locations `locate` gave; by default they read
+/// the core file, which is where every container but kdump's keeps memory.
 pub trait PhysMem: Send + Sync {
-    /// The file span holding physical address `pa`, or `None` when the dump
-    /// does not contain it.
+    /// Where physical address `pa` lies (a file offset, for containers that
+    /// hold memory uncompressed) and how many bytes from there are
+    /// contiguous, or `None` when the dump does not contain it.
     fn locate(&self, pa: u64) -> Option<Span>;
 
     /// How many pages of memory the file really holds: what bounds the
     /// work of a page walk, whatever the tables claim.
     fn held_pages(&self) -> u64;
+
+    /// Why `locate(pa)` found nothing: not in the dump, or filtered out.
+    #[cold]
+    fn missing(&self, pa: u64) -> Fault {
+        Fault::NotInDump { pa }
+    }
+
+    /// Reads `buf.len()` bytes at location `off`, within the span `locate`
+    /// gave; fewer only when the core file ends early.
+    #[inline(always)]
+    fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
+        image.read_at(off, buf)
+    }
+
+    /// The `buf.len()` bytes at location `off`, borrowed from the mapped
+    /// file when possible, else copied into `buf`; `None` when they cannot
+    /// be had.
+    #[inline(always)]
+    fn view<'a>(&'a self, image: &'a Image, off: u64, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        image.view(off, buf)
+    }
+
+    /// `N` bytes at location `off` (a page-table entry).
+    #[inline(always)]
+    fn array<const N: usize>(&self, image: &Image, off: u64) -> Option<[u8; N]> {
+        image.array(off)
+    }
+
+    /// The end of this container's locations: page walks skip what lies
+    /// beyond (the file length, for file offsets).
+    fn end(&self, image: &Image) -> u64 {
+        image.len()
+    }
 }
 
 /// Index of the last element of `sorted` whose start (`key`) is at or below

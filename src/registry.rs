@@ -84,6 +84,31 @@ pub trait Translator: Send + Sync {
     /// (libkvm's `ka_kvatop`).
     fn kvatop(&self, core: &Image, va: u64) -> Result<Span, Fault>;
 
+    /// Reads `buf.len()` bytes at a location `kvatop` gave, within its
+    /// span; fewer only when the core file ends early. Backends whose
+    /// container does not keep memory in the file as it was (kdump) say
+    /// how to read it.
+    #[inline(always)]
+    fn read_at(&self, core: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
+        core.read_at(off, buf)
+    }
+
+    /// Reads kernel virtual memory at `va` (`kvm_read2`): see
+    /// [`crate::Kvm::read`]. Each backend gets its own copy of this
+    /// loop, with its `kvatop` and `read_at` inlined: one indirect call
+    /// per read.
+    fn read(&self, core: &Image, va: u64, buf: &mut [u8]) -> Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let span = self.kvatop(core, va).map_err(|f| Error::fault(va, f))?;
+        // Most reads lie in one page: one translation and one copy.
+        if buf.len() as u64 <= span.len {
+            return self.read_at(core, span.off, buf);
+        }
+        read_spans(self, core, va, span, buf)
+    }
+
     /// Kernel displacement: where the kernel runs relative to where it was
     /// linked (`ka_kerndisp`); 0 when the backend cannot know.
     fn kerndisp(&self) -> i64 {
@@ -95,6 +120,35 @@ pub trait Translator: Send + Sync {
     fn walk_pages(&self, core: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         let _ = (core, f);
         Err(Error::NotSupported("this backend cannot enumerate pages"))
+    }
+}
+
+/// The general case of [`Translator::read`], page by page from `first`,
+/// the translation of `va`.
+#[inline(never)]
+fn read_spans<T: Translator + ?Sized>(
+    t: &T,
+    core: &Image,
+    va: u64,
+    first: Span,
+    buf: &mut [u8],
+) -> Result<usize> {
+    let mut done = 0usize;
+    let mut span = first;
+    loop {
+        let want = (buf.len() - done).min(usize::try_from(span.len).unwrap_or(usize::MAX));
+        let n = t.read_at(core, span.off, &mut buf[done..done + want])?;
+        done += n;
+        if n < want || done == buf.len() {
+            return Ok(done); // done, or the core file ended early
+        }
+        let addr = va.checked_add(done as u64).ok_or_else(|| {
+            Error::fault(
+                va,
+                Fault::OutOfRange("the read runs past the top of the address space".into()),
+            )
+        })?;
+        span = t.kvatop(core, addr).map_err(|f| Error::fault(addr, f))?;
     }
 }
 
