@@ -80,31 +80,43 @@ pub const PTE: Level = Level {
     frame: Frame::mask(PG_FRAME),
 };
 
+/// A table-only level indexed from `shift` (PML5, PML4).
+const fn upper(name: &'static str, shift: u32) -> Level {
+    Level {
+        name,
+        shift,
+        bits: 9,
+        valid: VALID,
+        leaf: Bits::NEVER,
+        frame: Frame::mask(PG_FRAME),
+    }
+}
+
+/// The page-directory-pointer level (1 GiB pages).
+const PDPE: Level = Level {
+    name: "PDPE",
+    shift: 30,
+    bits: 9,
+    valid: VALID,
+    leaf: LARGE,
+    frame: Frame::mask(PG_PS_PDP_FRAME),
+};
+
 /// The amd64 four-level MMU (48-bit virtual addresses).
 pub static MMU: Format<4> = Format {
     entry_size: 8,
     big_endian: false,
     table: Frame::mask(PG_FRAME),
-    levels: [
-        Level {
-            name: "PML4E",
-            shift: 39,
-            bits: 9,
-            valid: VALID,
-            leaf: Bits::NEVER,
-            frame: Frame::mask(PG_FRAME),
-        },
-        Level {
-            name: "PDPE",
-            shift: 30,
-            bits: 9,
-            valid: VALID,
-            leaf: LARGE,
-            frame: Frame::mask(PG_PS_PDP_FRAME),
-        },
-        PDE,
-        PTE,
-    ],
+    levels: [upper("PML4E", 39), PDPE, PDE, PTE],
+};
+
+/// Five-level paging (CR4.LA57: 57-bit virtual addresses; Intel SDM vol.
+/// 3A, 4.5): a PML5 table above the four levels.
+pub static MMU_LA57: Format<5> = Format {
+    entry_size: 8,
+    big_endian: false,
+    table: Frame::mask(PG_FRAME),
+    levels: [upper("PML5E", 48), upper("PML4E", 39), PDPE, PDE, PTE],
 };
 
 /// Checks that `va` is a canonical 48-bit address (bits 47-63 all equal).
@@ -121,7 +133,7 @@ pub fn check_canonical(va: u64) -> Result<(), Fault> {
 
 /// True for an amd64 kernel image.
 pub fn is_amd64_kernel(p: &Probe<'_>) -> bool {
-    p.kernel_is(true, EM_X86_64) && !p.kernel.big_endian
+    p.kernel_is(true, false, EM_X86_64)
 }
 
 fn probe(p: &Probe<'_>) -> bool {

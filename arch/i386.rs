@@ -140,7 +140,7 @@ fn above_4g() -> Fault {
 /// True for an i386 kernel image (`_kvm_probe_elf_kernel(kd, ELFCLASS32,
 /// EM_386)`).
 pub fn is_i386_kernel(p: &Probe<'_>) -> bool {
-    p.kernel_is(false, EM_386) && !p.kernel.big_endian
+    p.kernel_is(false, false, EM_386)
 }
 
 fn probe(p: &Probe<'_>) -> bool {

@@ -74,7 +74,7 @@ fn entry_prot(e: u64) -> u8 {
 }
 
 fn probe(p: &Probe<'_>) -> bool {
-    p.kernel_is(true, EM_AARCH64) && !p.kernel.big_endian && p.core_starts_with(MAGIC)
+    p.kernel_is(true, false, EM_AARCH64) && p.core_starts_with(MAGIC)
 }
 
 fn native() -> bool {

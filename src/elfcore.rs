@@ -108,10 +108,26 @@ impl ElfIdent {
 /// the kernel's virtual-to-physical displacement.
 pub const PT_DUMP_DELTA: u32 = 0x6fb5_d000;
 
+/// What to do with PT_LOAD segments that cover the same physical memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// Refuse the core (FreeBSD writes one segment per memory chunk).
+    Refuse,
+    /// Keep the first segment's bytes (a Linux vmcore describes the
+    /// kernel's text twice: once by its kernel-map address, once inside
+    /// the RAM segment that holds it; `kexec-tools`, `fs/proc/vmcore.c`).
+    KeepFirst,
+}
+
 /// The physical memory of an ELF full dump.
 pub struct ElfCore {
     /// The `PT_DUMP_DELTA` header's `(p_vaddr, p_paddr)`, if present.
     pub dump_delta: Option<(u64, u64)>,
+    /// The PT_NOTE segments: (file offset, size).
+    pub notes: Vec<(u64, u64)>,
+    /// Each PT_LOAD's `(p_vaddr, p_paddr)`, in file order (a Linux vmcore
+    /// names the direct-map address of its RAM segments).
+    pub loads: Vec<(u64, u64)>,
     /// Sorted by physical address, non-overlapping.
     segs: Vec<Segment>,
     /// The largest segment, tried first.
@@ -123,6 +139,12 @@ pub struct ElfCore {
 impl ElfCore {
     /// Parses the program headers of an ELF core file.
     pub fn parse(image: &Image) -> Result<ElfCore> {
+        Self::parse_with(image, Overlap::Refuse)
+    }
+
+    /// Parses the program headers of an ELF core file, treating segments
+    /// that cover the same memory as `overlap` says.
+    pub fn parse_with(image: &Image, overlap: Overlap) -> Result<ElfCore> {
         // Headers are read once: with pread (see Image::read_exact_at). The
         // identity's read is the one an ELF64 header parse asks for, cached.
         let cache = object::ReadCache::new(image.reader());
@@ -131,7 +153,12 @@ impl ElfCore {
             .unwrap_or(&[]);
         let ident =
             ElfIdent::parse(head).ok_or_else(|| Error::BadCore("not an ELF file".into()))?;
-        let (segs, dump_delta) = segments_of(ident, &cache)?;
+        let Segments {
+            segs,
+            dump_delta,
+            notes,
+            loads,
+        } = segments_of(ident, &cache, overlap)?;
         let main = segs[longest(&segs, |s| s.size)];
         // Segments may share file bytes (nothing forbids it): what the
         // file holds is at most its own length.
@@ -142,6 +169,8 @@ impl ElfCore {
             .min(image.len() / 4096);
         Ok(ElfCore {
             dump_delta,
+            notes,
+            loads,
             segs,
             main,
             held_pages,
@@ -165,17 +194,26 @@ impl ElfCore {
     }
 }
 
-type Segments = (Vec<Segment>, Option<(u64, u64)>);
+/// What the program headers describe.
+struct Segments {
+    segs: Vec<Segment>,
+    dump_delta: Option<(u64, u64)>,
+    notes: Vec<(u64, u64)>,
+    loads: Vec<(u64, u64)>,
+}
 
-fn segments_of<'d, R: ReadRef<'d>>(ident: ElfIdent, data: R) -> Result<Segments> {
+fn segments_of<'d, R: ReadRef<'d>>(ident: ElfIdent, data: R, overlap: Overlap) -> Result<Segments> {
     if ident.is_64 {
-        segments::<elf::FileHeader64<Endianness>, R>(data)
+        segments::<elf::FileHeader64<Endianness>, R>(data, overlap)
     } else {
-        segments::<elf::FileHeader32<Endianness>, R>(data)
+        segments::<elf::FileHeader32<Endianness>, R>(data, overlap)
     }
 }
 
-fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(data: R) -> Result<Segments> {
+fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(
+    data: R,
+    overlap: Overlap,
+) -> Result<Segments> {
     let bad = |m: String| Error::BadCore(m);
     let hdr = H::parse(data).map_err(|e| bad(format!("ELF header: {e}")))?;
     let endian = hdr.endian().map_err(|e| bad(format!("ELF header: {e}")))?;
@@ -188,13 +226,19 @@ fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(data: R) -> 
         .map_err(|e| bad(format!("program headers: {e}")))?;
     let mut segs = Vec::with_capacity(phdrs.len());
     let mut delta = None;
+    let mut notes = Vec::new();
+    let mut loads = Vec::new();
     for (i, ph) in phdrs.iter().enumerate() {
+        if ph.p_type(endian) == elf::PT_NOTE {
+            notes.push((ph.p_offset(endian).into(), ph.p_filesz(endian).into()));
+        }
         if ph.p_type(endian) == PT_DUMP_DELTA {
             delta = Some((ph.p_vaddr(endian).into(), ph.p_paddr(endian).into()));
         }
         if ph.p_type(endian) != elf::PT_LOAD {
             continue;
         }
+        loads.push((ph.p_vaddr(endian).into(), ph.p_paddr(endian).into()));
         let pa: u64 = ph.p_paddr(endian).into();
         let size: u64 = ph.p_filesz(endian).into();
         let off: u64 = ph.p_offset(endian).into();
@@ -212,6 +256,25 @@ fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(data: R) -> 
         return Err(bad("no PT_LOAD segments: the dump holds no memory".into()));
     }
     segs.sort_by_key(|s| s.pa);
+    if overlap == Overlap::KeepFirst {
+        // Keep what the earlier segment holds; trim the later one to what
+        // lies past it (stable sort: file order decides among equals).
+        let mut kept: Vec<Segment> = Vec::with_capacity(segs.len());
+        for mut s in segs {
+            if let Some(last) = kept.last() {
+                let end = last.pa + last.size;
+                if s.pa + s.size <= end {
+                    continue;
+                }
+                if s.pa < end {
+                    let cut = end - s.pa;
+                    (s.pa, s.off, s.size) = (end, s.off + cut, s.size - cut);
+                }
+            }
+            kept.push(s);
+        }
+        segs = kept;
+    }
     for w in segs.windows(2) {
         if w[0].pa + w[0].size > w[1].pa {
             return Err(bad(format!(
@@ -220,7 +283,12 @@ fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(data: R) -> 
             )));
         }
     }
-    Ok((segs, delta))
+    Ok(Segments {
+        segs,
+        dump_delta: delta,
+        notes,
+        loads,
+    })
 }
 
 impl PhysMem for ElfCore {

@@ -33,9 +33,13 @@ impl Head {
         ElfIdent::parse(self.bytes())
     }
 
-    /// True for a crash dump: an ELF core or a minidump.
+    /// True for a crash dump: an ELF core, a minidump or a kdump file
+    /// (plain: "KDUMP   ", flattened: "makedumpfile").
     fn is_dump(&self) -> bool {
-        self.bytes().starts_with(b"minidump")
+        let b = self.bytes();
+        b.starts_with(b"minidump")
+            || b.starts_with(b"KDUMP   ")
+            || b.starts_with(b"makedumpfile")
             || self.elf().is_some_and(|e| e.e_type == elf::ET_CORE)
     }
 
@@ -43,6 +47,63 @@ impl Head {
     fn is_executable(&self) -> bool {
         self.elf().is_some_and(|e| e.e_type == elf::ET_EXEC)
     }
+
+    /// The identity of an ELF executable or shared object (a kernel image
+    /// of some kind), if the file is one.
+    pub fn executable(&self) -> Option<ElfIdent> {
+        self.elf()
+            .filter(|e| matches!(e.e_type, elf::ET_EXEC | elf::ET_DYN))
+    }
+}
+
+/// Refuses a kernel and core given in the wrong order, and a kernel file
+/// that is a dump.
+pub fn check_order(kernel: &Image, khead: &Head, core: &Image, chead: &Head) -> Result<()> {
+    if khead.is_dump() && chead.is_executable() {
+        return Err(Error::BadKernel(format!(
+            "kernel {} is a crash dump and core {} an executable: the two look swapped (give \
+             the kernel image first, then the dump)",
+            kernel.path().display(),
+            core.path().display()
+        )));
+    }
+    if khead.is_dump() {
+        return Err(Error::BadKernel(format!(
+            "kernel {}: is a crash dump, not a kernel image (give the kernel image first, then \
+             the dump)",
+            kernel.path().display()
+        )));
+    }
+    Ok(())
+}
+
+/// True when a file starts as text does (a `System.map` or kallsyms
+/// listing): printable ASCII and line breaks only.
+pub fn looks_like_text(head: &Head) -> bool {
+    let b = head.bytes();
+    !b.is_empty()
+        && b
+            .iter()
+            .all(|&c| c == b'\n' || c == b'\t' || (b' '..=b'~').contains(&c))
+}
+
+/// Refuses a compressed Linux kernel (a bzImage `vmlinuz`: the setup
+/// header's "HdrS" at offset 0x202, `Documentation/arch/x86/boot.rst`;
+/// an arm64 `Image`'s "ARM\x64" at 0x38) with a message saying what to
+/// give instead.
+pub fn refuse_compressed_kernel(kernel: &Image, head: &Head) -> Result<()> {
+    let mut magic = [0u8; 4];
+    let bzimage = kernel.read_exact_at(0x202, &mut magic) && &magic == b"HdrS";
+    let arm64 = head.bytes().get(0x38..0x3c) == Some(b"ARM\x64");
+    if bzimage || arm64 {
+        return Err(Error::BadKernel(format!(
+            "kernel {}: is a bootable kernel image ({}), which has no symbol table: give the \
+             kernel's vmlinux, its System.map, a /proc/kallsyms listing, or no kernel file",
+            kernel.path().display(),
+            if bzimage { "an x86 bzImage" } else { "an arm64 Image" }
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a kernel and core given in the wrong order, a kernel file that

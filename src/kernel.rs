@@ -49,8 +49,8 @@ pub struct Symbol {
 /// symbols indexes in about a millisecond, and memory follows the named
 /// symbols, not the size of the tables.
 pub struct Kernel {
-    /// Class, byte order, type and machine.
-    pub ident: ElfIdent,
+    /// Class, byte order, type and machine; `None` for a symbol map.
+    pub ident: Option<ElfIdent>,
     index: Index,
     /// Sections whose contents the file holds: (address, size, offset).
     initialised: Vec<(u64, u64, u64)>,
@@ -88,6 +88,122 @@ impl Kernel {
         parsed.map_err(|e| match e {
             LoadError::Elf(e) => Error::BadKernel(format!("{e}")),
             LoadError::Memory => Error::OutOfMemory("the kernel's symbol index".into()),
+        })
+    }
+
+    /// No kernel file: no symbols.
+    pub fn empty() -> Kernel {
+        Kernel {
+            ident: None,
+            index: Index::new(),
+            initialised: Vec::new(),
+        }
+    }
+
+    /// Indexes a Linux symbol map: `System.map` or a `/proc/kallsyms`
+    /// listing, lines of `ADDRESS TYPE NAME` (kallsyms adds ` [MODULE]`
+    /// after module symbols, which are skipped: their addresses belong to
+    /// one boot). The type letters are `nm`'s (`scripts/mksysmap`); lower
+    /// case is local. Lines that do not parse are an error naming the
+    /// first, as the file is then no symbol map.
+    pub fn from_map(image: &Image) -> Result<Kernel> {
+        use ntype::*;
+        let mut index = Index::new();
+        let mut line_no = 0u64;
+        let mut partial = Vec::new();
+        let mut bad: Option<(u64, String)> = None;
+        let mut on_line = |line: &[u8], index: &mut Index| -> Result<(), LoadError> {
+            line_no += 1;
+            let text = String::from_utf8_lossy(line);
+            let mut f = text.split_ascii_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else {
+                if !text.trim().is_empty() && bad.is_none() {
+                    bad = Some((line_no, text.into_owned()));
+                }
+                return Ok(());
+            };
+            let (Ok(value), 1) = (u64::from_str_radix(addr, 16), kind.len()) else {
+                if bad.is_none() {
+                    bad = Some((line_no, text.into_owned()));
+                }
+                return Ok(());
+            };
+            if f.next().is_some_and(|m| m.starts_with('[')) {
+                return Ok(());
+            }
+            let c = kind.as_bytes()[0];
+            let global = c.is_ascii_uppercase();
+            let n_type = match c.to_ascii_lowercase() {
+                b't' | b'w' => N_TEXT,
+                b'd' | b'r' | b'g' => N_DATA,
+                b'b' | b's' => N_BSS,
+                b'a' => N_ABS,
+                _ => N_UNDF,
+            } | if global { N_EXT } else { 0 };
+            index.insert(name.as_bytes(), Symbol { value, n_type }, global)
+        };
+        let mut failed = None;
+        let mut long_line = false;
+        let read = image.for_each_piece(0, image.len(), 65536, |piece: &[u8]| {
+            if failed.is_some() {
+                return;
+            }
+            let mut rest = piece;
+            while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+                let r = if partial.is_empty() {
+                    on_line(&rest[..nl], &mut index)
+                } else {
+                    partial.extend_from_slice(&rest[..nl]);
+                    let line = std::mem::take(&mut partial);
+                    on_line(&line, &mut index)
+                };
+                if let Err(e) = r {
+                    failed = Some(e);
+                    return;
+                }
+                rest = &rest[nl + 1..];
+            }
+            // A line longer than any symbol map's is no symbol map.
+            if partial.len() + rest.len() > 4096 {
+                long_line = true;
+                failed = Some(LoadError::Memory);
+                return;
+            }
+            partial.extend_from_slice(rest);
+        });
+        if failed.is_none() && !partial.is_empty() {
+            let line = std::mem::take(&mut partial);
+            failed = on_line(&line, &mut index).err();
+        }
+        if !read {
+            return Err(Error::BadKernel("the symbol map cannot be read".into()));
+        }
+        if long_line {
+            return Err(Error::BadKernel(
+                "has a line longer than 4096 bytes: not a System.map or kallsyms listing".into(),
+            ));
+        }
+        match failed {
+            Some(LoadError::Memory) => {
+                return Err(Error::OutOfMemory("the kernel's symbol index".into()))
+            }
+            Some(LoadError::Elf(e)) => return Err(Error::BadKernel(format!("{e}"))),
+            None => {}
+        }
+        if let Some((n, text)) = bad {
+            return Err(Error::BadKernel(format!(
+                "line {n} ({:?}) is not `ADDRESS TYPE NAME`: not a System.map or kallsyms \
+                 listing",
+                &text[..text.len().min(80)]
+            )));
+        }
+        if index.entries.is_empty() {
+            return Err(Error::BadKernel("the symbol map lists no symbols".into()));
+        }
+        Ok(Kernel {
+            ident: None,
+            index,
+            initialised: Vec::new(),
         })
     }
 
@@ -276,7 +392,7 @@ fn load<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(
         index.insert(name, symbol, global)?;
     }
     Ok(Kernel {
-        ident,
+        ident: Some(ident),
         index,
         initialised,
     })

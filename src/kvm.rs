@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::identify::{self, Head};
 use crate::image::{Image, ReadMode};
 use crate::kernel::{Kernel, Symbol};
+use crate::linux::{self, LinuxCore, Symbols};
 use crate::physmem::Span;
 use crate::registry::{self, Backend, Probe, Setup, Translator};
 use crate::walk::Page;
@@ -34,6 +35,8 @@ pub struct Kvm {
     backend: &'static Backend,
     vtop: Box<dyn Translator>,
     resolver: Option<Resolver>,
+    /// Linux's run-time symbols, for a Linux dump.
+    linux: Option<Symbols>,
 }
 
 impl std::fmt::Debug for Kvm {
@@ -105,21 +108,76 @@ impl OpenOptions {
         self
     }
 
-    /// Opens a kernel image and its crash dump (an ELF full dump or a
-    /// minidump) with these options.
+    /// Opens a kernel image and its crash dump with these options: a
+    /// FreeBSD kernel and its ELF full dump or minidump, or a Linux
+    /// kernel (its `vmlinux`, `System.map` or a `/proc/kallsyms` listing)
+    /// and its ELF or kdump-compressed vmcore.
     pub fn open(self, kernel: impl AsRef<Path>, core: impl AsRef<Path>) -> Result<Kvm> {
-        let kimage = Image::open(kernel.as_ref(), "kernel", ReadMode::Map)?;
+        self.open_dump(Some(kernel.as_ref()), core.as_ref())
+    }
+
+    /// Opens a crash dump, with its kernel file or without one. A Linux
+    /// dump opens without: symbols then come from its VMCOREINFO. A
+    /// FreeBSD dump needs its kernel.
+    pub fn open_dump(self, kernel: Option<&Path>, core: &Path) -> Result<Kvm> {
         // Open reads the core's headers and the tables it checks once: with
         // pread, before the core is mapped for the reads that follow.
-        let core = Image::open(core.as_ref(), "core", ReadMode::Pread)?;
-        let (khead, chead) = (Head::read(&kimage)?, Head::read(&core)?);
-        // check_files refuses a kernel that is not ELF.
-        let ident = identify::check_files(&kimage, &khead, &core, &chead)?;
-        let kernel =
-            Kernel::parse(&kimage, ident).map_err(|e| e.in_file("kernel", kimage.path()))?;
+        let core = Image::open(core, "core", ReadMode::Pread)?;
+        let chead = Head::read(&core)?;
+        let kfile = match kernel {
+            Some(path) => {
+                let image = Image::open(path, "kernel", ReadMode::Map)?;
+                let head = Head::read(&image)?;
+                identify::check_order(&image, &head, &core, &chead)?;
+                let kernel = match head.executable() {
+                    Some(ident) => Some(
+                        Kernel::parse(&image, ident)
+                            .map_err(|e| e.in_file("kernel", image.path()))?,
+                    ),
+                    None => None,
+                };
+                Some((image, head, kernel))
+            }
+            None => None,
+        };
+        let kernel_is_linux = match &kfile {
+            Some((_, _, Some(k))) => linux::is_linux_kernel(k),
+            Some((_, head, None)) => identify::looks_like_text(head),
+            None => true,
+        };
+        let linux = LinuxCore::identify(&core, chead.bytes(), kernel_is_linux)
+            .map_err(|e| e.in_file("core", core.path()))?;
+        match (linux, kfile) {
+            (Some(l), kfile) => self.open_linux(kfile, core, &chead, l),
+            (None, Some((image, head, kernel))) => {
+                self.open_freebsd(image, head, kernel, core, chead)
+            }
+            (None, None) => Err(Error::BadKernel(format!(
+                "core {}: is {}, which cannot be read without its kernel image (give the kernel \
+                 file too)",
+                core.path().display(),
+                registry::describe_core(chead.bytes())
+            ))),
+        }
+    }
+
+    fn open_freebsd(
+        self,
+        kimage: Image,
+        khead: Head,
+        kernel: Option<Kernel>,
+        core: Image,
+        chead: Head,
+    ) -> Result<Kvm> {
+        // check_files refuses a kernel that is not a FreeBSD kernel ELF.
+        identify::check_files(&kimage, &khead, &core, &chead)?;
+        let Some(kernel) = kernel else {
+            unreachable!("check_files refuses a kernel that is not an executable ELF file")
+        };
         let backend = registry::find(&Probe {
             kernel: kernel.ident,
             core_head: chead.bytes(),
+            linux: None,
         })?;
         let resolver = self.resolver;
         let lookup = |name: &str| match &resolver {
@@ -141,6 +199,7 @@ impl OpenOptions {
         let vtop = (backend.initvtop)(&Setup {
             core: &core,
             lookup: &lookup,
+            linux: Default::default(),
         })
         .map_err(|e| e.in_file("core", core.path()))?;
         let mut kvm = Kvm {
@@ -149,6 +208,7 @@ impl OpenOptions {
             backend,
             vtop,
             resolver,
+            linux: None,
         };
         if let Some(version) = version {
             identify::check_version(&kimage, &kvm.core, &kvm.kernel, version, |buf| {
@@ -159,6 +219,101 @@ impl OpenOptions {
             kvm.core.map();
         }
         Ok(kvm)
+    }
+
+    fn open_linux(
+        self,
+        kfile: Option<(Image, Head, Option<Kernel>)>,
+        core: Image,
+        chead: &Head,
+        l: LinuxCore,
+    ) -> Result<Kvm> {
+        let (kimage, kernel) = match kfile {
+            None => (None, Kernel::empty()),
+            Some((image, _, Some(k))) if !linux::is_linux_kernel(&k) => {
+                return Err(Error::Mismatch(format!(
+                    "kernel {} is not a Linux kernel ({}) but core {} is {}: give the Linux \
+                     kernel's vmlinux, System.map or kallsyms listing, or none",
+                    image.path().display(),
+                    if k.symbol("version").is_some() {
+                        "it has FreeBSD's `version` symbol"
+                    } else {
+                        "it has no `linux_banner` symbol"
+                    },
+                    core.path().display(),
+                    l.describe()
+                )))
+            }
+            Some((image, _, Some(k))) => (Some(image), k),
+            Some((image, head, None)) => {
+                identify::refuse_compressed_kernel(&image, &head)?;
+                let k = Kernel::from_map(&image).map_err(|e| e.in_file("kernel", image.path()))?;
+                (Some(image), k)
+            }
+        };
+        let kpath = kimage
+            .as_ref()
+            .map_or_else(String::new, |i| i.path().display().to_string());
+        let symbols = Symbols::new(&l.info, &kernel, &kpath)?;
+        let backend = registry::find(&Probe {
+            kernel: kernel.ident,
+            core_head: chead.bytes(),
+            linux: Some(&l),
+        })?;
+        let resolver = self.resolver;
+        let lookup = |name: &str| match &resolver {
+            Some(r) => r(name),
+            None => linux_symbol(&kernel, &symbols, name).map(|s| s.value),
+        };
+        let vtop = (backend.initvtop)(&Setup {
+            core: &core,
+            lookup: &lookup,
+            linux: std::cell::Cell::new(Some(l)),
+        })
+        .map_err(|e| e.in_file("core", core.path()))?;
+        let mut kvm = Kvm {
+            kernel,
+            core,
+            backend,
+            vtop,
+            resolver,
+            linux: Some(symbols),
+        };
+        // A vmlinux holds the banner the running kernel prints: compare.
+        if let (Some(kimage), true) = (&kimage, self.verify) {
+            if let Some(banner) = kvm.kernel.symbol("linux_banner") {
+                let slide = kvm.linux.as_ref().map_or(0, |s| s.slide);
+                let at = banner.value.wrapping_add(slide);
+                identify::check_version(kimage, &kvm.core, &kvm.kernel, banner.value, |buf| {
+                    kvm.read(at, buf)
+                })?;
+            }
+        }
+        if self.mode == ReadMode::Map {
+            kvm.core.map();
+        }
+        Ok(kvm)
+    }
+}
+
+/// A Linux symbol at run time: the kernel file's, moved by the KASLR
+/// offset (absolute symbols stay: `arch/x86/tools/relocs.c` leaves them
+/// out of the relocations), else VMCOREINFO's.
+fn linux_symbol(kernel: &Kernel, symbols: &Symbols, name: &str) -> Option<Symbol> {
+    use crate::kernel::ntype::{N_ABS, N_DATA, N_EXT};
+    match kernel.symbol(name) {
+        Some(s) => Some(Symbol {
+            value: if s.n_type & !N_EXT == N_ABS {
+                s.value
+            } else {
+                s.value.wrapping_add(symbols.slide)
+            },
+            n_type: s.n_type,
+        }),
+        None => symbols.info.symbol(name).map(|value| Symbol {
+            value,
+            n_type: N_DATA | N_EXT,
+        }),
     }
 }
 
@@ -209,7 +364,10 @@ impl Kvm {
                 value,
                 n_type: crate::kernel::ntype::N_DATA | crate::kernel::ntype::N_EXT,
             }),
-            None => self.kernel.symbol(name),
+            None => match &self.linux {
+                Some(symbols) => linux_symbol(&self.kernel, symbols, name),
+                None => self.kernel.symbol(name),
+            },
         }
     }
 

@@ -51,10 +51,12 @@ mod image;
 mod kdump;
 mod kernel;
 mod kvm;
+mod linux;
 mod minidump;
 mod pagetable;
 mod physmem;
 mod registry;
+mod vmcoreinfo;
 mod walk;
 
 /// Machine-dependent backends, one module per file in `arch/` (listed by

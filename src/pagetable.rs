@@ -133,6 +133,20 @@ pub struct Mapping {
 }
 
 impl<const N: usize> Format<N> {
+    /// This format with `bits` cleared from every frame mask (bits the
+    /// hardware takes for something else, such as AMD's memory-encryption
+    /// C-bit).
+    pub const fn without(&self, bits: u64) -> Format<N> {
+        let mut f = *self;
+        f.table.mask &= !bits;
+        let mut i = 0;
+        while i < N {
+            f.levels[i].frame.mask &= !bits;
+            i += 1;
+        }
+        f
+    }
+
     /// Reads the entry at location `off` of `mem`.
     #[inline(always)]
     fn entry<M: PhysMem>(&self, mem: &M, image: &Image, off: u64) -> Option<u64> {

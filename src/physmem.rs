@@ -64,6 +64,12 @@ pub trait PhysMem: Send + Sync {
         image.array(off)
     }
 
+    /// The file offset where the bytes of `pa` are kept (compressed, for
+    /// kdump), for `kvm_walk_pages`; `None` when the file does not hold them.
+    fn file_offset(&self, image: &Image, pa: u64) -> Option<u64> {
+        self.locate(pa).map(|s| s.off).filter(|&o| o < image.len())
+    }
+
     /// The end of this container's locations: page walks skip what lies
     /// beyond (the file length, for file offsets).
     fn end(&self, image: &Image) -> u64 {

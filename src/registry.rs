@@ -8,6 +8,7 @@
 use crate::elfcore::ElfIdent;
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
+use crate::linux::LinuxCore;
 use crate::physmem::Span;
 use crate::walk::Page;
 use linkme::distributed_slice;
@@ -30,10 +31,12 @@ pub struct Backend {
 
 /// What a backend's probe sees.
 pub struct Probe<'a> {
-    /// The kernel's ELF identity.
-    pub kernel: ElfIdent,
+    /// The kernel's ELF identity; `None` for a symbol map or no kernel file.
+    pub kernel: Option<ElfIdent>,
     /// The first bytes of the core file (up to 64).
     pub core_head: &'a [u8],
+    /// The Linux dump, when the core is one (the Linux personality).
+    pub linux: Option<&'a LinuxCore>,
 }
 
 impl Probe<'_> {
@@ -47,18 +50,21 @@ impl Probe<'_> {
         self.core_head.starts_with(magic)
     }
 
-    /// True when the kernel is an executable ELF file of `machine` and
-    /// class, as `_kvm_probe_elf_kernel` (`lib/libkvm/kvm_private.c`)
-    /// accepts it: ET_EXEC, except ET_DYN on powerpc.
-    pub fn kernel_is(&self, is_64: bool, machine: u16) -> bool {
+    /// True when the core is a FreeBSD dump and the kernel an executable
+    /// ELF file of `machine` and class, as `_kvm_probe_elf_kernel`
+    /// (`lib/libkvm/kvm_private.c`) accepts it: ET_EXEC, except ET_DYN on
+    /// powerpc.
+    pub fn kernel_is(&self, is_64: bool, big_endian: bool, machine: u16) -> bool {
         use object::elf::{EM_PPC, EM_PPC64, ET_DYN, ET_EXEC};
-        let k = &self.kernel;
+        let Some(k) = self.kernel.as_ref().filter(|_| self.linux.is_none()) else {
+            return false;
+        };
         let e_type = if matches!(machine, EM_PPC | EM_PPC64) {
             ET_DYN
         } else {
             ET_EXEC
         };
-        k.is_64 == is_64 && k.machine == machine && k.e_type == e_type
+        k.is_64 == is_64 && k.big_endian == big_endian && k.machine == machine && k.e_type == e_type
     }
 }
 
@@ -68,9 +74,18 @@ pub struct Setup<'a> {
     pub core: &'a Image,
     /// Resolves a kernel symbol (the caller's resolver, else the kernel's table).
     pub lookup: &'a dyn Fn(&str) -> Option<u64>,
+    /// The Linux dump the probe saw, for the Linux backend to take.
+    pub linux: std::cell::Cell<Option<LinuxCore>>,
 }
 
 impl Setup<'_> {
+    /// Takes the Linux dump (once).
+    pub fn take_linux(&self) -> Result<LinuxCore> {
+        self.linux
+            .take()
+            .ok_or(Error::NotSupported("a Linux backend was chosen for a FreeBSD dump"))
+    }
+
     /// Resolves a symbol the backend cannot do without.
     pub fn require(&self, name: &'static str) -> Result<u64> {
         (self.lookup)(name).ok_or(Error::MissingSymbol(name))
@@ -157,10 +172,16 @@ pub fn find(probe: &Probe<'_>) -> Result<&'static Backend> {
     if let Some(b) = BACKENDS.iter().find(|b| (b.probe)(probe)) {
         return Ok(b);
     }
-    let core = describe_core(probe.core_head);
+    let core = match probe.linux {
+        Some(l) => l.describe(),
+        None => describe_core(probe.core_head),
+    };
+    let kernel = match &probe.kernel {
+        Some(k) => k.describe(),
+        None => "a symbol map or none".into(),
+    };
     Err(Error::Unsupported(format!(
-        "kernel is {}, core is {core}: no backend reads this pair (supported: {})",
-        probe.kernel.describe(),
+        "kernel is {kernel}, core is {core}: no backend reads this pair (supported: {})",
         names().join(", ")
     )))
 }

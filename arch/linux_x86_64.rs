@@ -1,0 +1,264 @@
+//! Linux x86-64 dumps (ELF vmcores and kdump-compressed files): four- or
+//! five-level paging from the kernel's `init_top_pgt`, with KASLR.
+//!
+//! The root is found as the kernel finds its own physical addresses
+//! (`__phys_addr_nodebug`, `arch/x86/include/asm/page_64.h`): a kernel-map
+//! address `va` lies at physical `va - __START_KERNEL_map + phys_base`,
+//! with `va` the run-time (relocated) address that VMCOREINFO's `SYMBOL()`
+//! lines give and `phys_base` VMCOREINFO's signed `NUMBER(phys_base)`.
+//! `arch/x86/kernel/vmcore_info_64.c` (formerly `crash_core_64.c`) writes
+//! `phys_base`, `init_top_pgt`, `pgtable_l5_enabled`, `KERNELOFFSET` and
+//! `sme_mask` (AMD memory encryption: the C-bit is set in entries and is
+//! no part of a frame). `kvm_kerndisp` is the KASLR offset.
+
+use super::amd64::{check_canonical, entry_prot, native, MMU, MMU_LA57};
+use crate::error::{Error, Fault, Result};
+use crate::image::Image;
+use crate::linux::{LinuxCore, Mem};
+use crate::pagetable::{sign_extend, Format, Mapping, Root};
+use crate::physmem::{PhysMem, Span};
+use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::walk::{DirectMap, Page};
+use linkme::distributed_slice;
+use object::elf::EM_X86_64;
+
+/// `__START_KERNEL_map` (`arch/x86/include/asm/page_64_types.h`): where
+/// the kernel image is mapped, physical `phys_base` at its start.
+const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+
+/// `__PAGE_OFFSET_BASE_L4` and `__PAGE_OFFSET_BASE_L5`
+/// (`arch/x86/include/asm/page_64_types.h`): the direct map without
+/// `CONFIG_RANDOMIZE_MEMORY`.
+const PAGE_OFFSET_L4: u64 = 0xffff_8880_0000_0000;
+const PAGE_OFFSET_L5: u64 = 0xff11_0000_0000_0000;
+
+/// The direct map's size: `1 << MAX_PHYSMEM_BITS` (46 with four levels,
+/// 52 with five; `arch/x86/include/asm/sparsemem.h`).
+const DMAP_BITS_L4: u32 = 46;
+const DMAP_BITS_L5: u32 = 52;
+
+fn probe(p: &Probe<'_>) -> bool {
+    p.linux.is_some_and(|l| l.machine == EM_X86_64)
+        && p.kernel.is_none_or(|k| k.machine == EM_X86_64)
+}
+
+#[distributed_slice(BACKENDS)]
+static LINUX_X86_64: Backend = Backend {
+    name: "Linux x86-64",
+    probe,
+    initvtop,
+    native,
+};
+
+/// The paging mode.
+#[derive(Clone, Copy)]
+enum Paging {
+    L4(Format<4>),
+    L5(Format<5>),
+}
+
+struct LinuxX86<M> {
+    mem: M,
+    paging: Paging,
+    root: u64,
+    dmap: DirectMap,
+    kaslr: u64,
+}
+
+fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
+    let LinuxCore { mem, info, .. } = s.take_linux()?;
+    let info = Needs::new(&info, "x86-64");
+    Ok(match mem {
+        Mem::Elf(m) => {
+            // kexec-tools names each RAM segment by its direct-map address.
+            let base = m.loads.iter().find_map(|&(va, pa)| {
+                ((va as i64) < 0 && va < START_KERNEL_MAP).then(|| va.wrapping_sub(pa))
+            });
+            Box::new(LinuxX86::new(s, &info, m, base)?)
+        }
+        Mem::Kdump(m) => Box::new(LinuxX86::new(s, &info, m, None)?),
+    })
+}
+
+impl<M: PhysMem> LinuxX86<M> {
+    /// `dmap_hint`: the direct map's base, where the container says it.
+    fn new(s: &Setup<'_>, info: &Needs<'_>, mem: M, dmap_hint: Option<u64>) -> Result<Self> {
+        let phys_base = info.number("phys_base")?;
+        let l5 = info.info.number("pgtable_l5_enabled") == Some(1);
+        // The C-bit of memory encryption is set in entries, not in frames.
+        let sme = info.info.number("sme_mask").unwrap_or(0) as u64;
+        let paging = if l5 {
+            Paging::L5(MMU_LA57.without(sme))
+        } else {
+            Paging::L4(MMU.without(sme))
+        };
+        let (name, root_va) = ["init_top_pgt", "init_level4_pgt", "swapper_pg_dir"]
+            .into_iter()
+            .find_map(|n| Some((n, (s.lookup)(n)?)))
+            .ok_or_else(|| {
+                Error::BadCore(format!(
+                    "{}: neither VMCOREINFO nor the kernel's symbols give init_top_pgt (or \
+                     swapper_pg_dir), the kernel's page-table root",
+                    info.what
+                ))
+            })?;
+        let root = kernel_map_pa(root_va, phys_base).ok_or_else(|| {
+            Error::BadCore(format!(
+                "{name} ({root_va:#x}) is not in the kernel map (from {START_KERNEL_MAP:#x})"
+            ))
+        })?;
+        let mut t = LinuxX86 {
+            mem,
+            paging,
+            root,
+            dmap: DirectMap::NONE,
+            kaslr: info.info.kernel_offset().unwrap_or(0),
+        };
+        // The tables found must map the root's own address to the root:
+        // a wrong phys_base or root symbol (another kernel's, or a lying
+        // VMCOREINFO) fails here rather than reading garbage later.
+        let image = s.core;
+        match t.translate(image, root_va).map(|m| m.pa) {
+            Ok(pa) if pa == root => {}
+            got => {
+                return Err(Error::BadCore(format!(
+                    "the page tables at physical {root:#x} ({name} {root_va:#x} with phys_base \
+                     {phys_base}) do not map {name} back to themselves ({}): VMCOREINFO does not \
+                     describe this memory",
+                    match got {
+                        Ok(pa) => format!("they give {pa:#x}"),
+                        Err(f) => f.to_string(),
+                    }
+                )))
+            }
+        }
+        // The direct map's base is randomised (CONFIG_RANDOMIZE_MEMORY):
+        // the kernel keeps it in page_offset_base.
+        let (base, bits) = if l5 {
+            (PAGE_OFFSET_L5, DMAP_BITS_L5)
+        } else {
+            (PAGE_OFFSET_L4, DMAP_BITS_L4)
+        };
+        let base = (s.lookup)("page_offset_base")
+            .and_then(|va| t.read_u64(image, va))
+            .or(dmap_hint)
+            .unwrap_or(base);
+        t.dmap = DirectMap {
+            base,
+            end: base.saturating_add(1 << bits),
+            phys: 0,
+        };
+        Ok(t)
+    }
+
+    /// The translation of `va`.
+    #[inline(always)]
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+        let root = Root::Phys(self.root);
+        match &self.paging {
+            Paging::L4(f) => {
+                check_canonical(va)?;
+                f.translate(image, &self.mem, root, va)
+            }
+            Paging::L5(f) => {
+                if sign_extend(va, 57) != va {
+                    return Err(Fault::OutOfRange(
+                        "not a canonical 57-bit address (bits 56-63 must be equal)".into(),
+                    ));
+                }
+                f.translate(image, &self.mem, root, va)
+            }
+        }
+    }
+
+    /// A little-endian word of kernel memory.
+    fn read_u64(&self, image: &Image, va: u64) -> Option<u64> {
+        let pa = self.translate(image, va).ok()?.pa;
+        let span = self.mem.locate(pa).filter(|s| s.len >= 8)?;
+        Some(u64::from_le_bytes(self.mem.array(image, span.off)?))
+    }
+}
+
+/// The physical address of kernel-map address `va`.
+fn kernel_map_pa(va: u64, phys_base: i64) -> Option<u64> {
+    va.checked_sub(START_KERNEL_MAP)?
+        .checked_add_signed(phys_base)
+}
+
+/// VMCOREINFO, with errors that say what the backend needed.
+struct Needs<'a> {
+    info: &'a crate::vmcoreinfo::VmcoreInfo,
+    what: String,
+}
+
+impl<'a> Needs<'a> {
+    fn new(info: &'a crate::vmcoreinfo::VmcoreInfo, arch: &str) -> Self {
+        Needs {
+            info,
+            what: format!("Linux {arch} dump"),
+        }
+    }
+
+    fn number(&self, name: &str) -> Result<i64> {
+        self.info.number(name).ok_or_else(|| {
+            Error::BadCore(if self.info.is_empty() {
+                format!(
+                    "{}: the dump has no VMCOREINFO (QEMU writes it only for a guest started \
+                     with -device vmcoreinfo), and NUMBER({name}) is needed",
+                    self.what
+                )
+            } else {
+                format!("{}: VMCOREINFO has no NUMBER({name})", self.what)
+            })
+        })
+    }
+}
+
+impl<M: PhysMem> Translator for LinuxX86<M> {
+    #[inline]
+    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+        let m = self.translate(image, va)?;
+        let span = self.mem.locate(m.pa).ok_or_else(|| self.mem.missing(m.pa))?;
+        // A superpage may extend past the end of its segment.
+        let left_in_page = m.size - (va & (m.size - 1));
+        Ok(Span {
+            off: span.off,
+            len: span.len.min(left_in_page),
+        })
+    }
+
+    #[inline(always)]
+    fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
+        self.mem.read_at(image, off, buf)
+    }
+
+    fn kerndisp(&self) -> i64 {
+        self.kaslr as i64
+    }
+
+    /// Walks the kernel page tables from the root: leaves inside the
+    /// direct map by their direct-map address, others by their kernel
+    /// address with the direct-map address of their memory.
+    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
+        let mut visit = |va: u64, m: &Mapping| {
+            // The direct map's size follows RAM and other regions follow
+            // it closely: a leaf is the direct map's when it maps its own
+            // direct-map address.
+            let in_dmap = self.dmap.pa_of(va) == Some(m.pa);
+            f(&Page {
+                paddr: m.pa,
+                kmap_vaddr: if in_dmap { 0 } else { va },
+                dmap_vaddr: if in_dmap { va } else { self.dmap.va_of(m.pa) },
+                prot: entry_prot(m.entry),
+                offset: self.mem.file_offset(image, m.pa),
+                len: m.size,
+            })
+        };
+        let root = Root::Phys(self.root);
+        match &self.paging {
+            Paging::L4(fmt) => fmt.walk(image, &self.mem, root, 48, &mut visit),
+            Paging::L5(fmt) => fmt.walk(image, &self.mem, root, 57, &mut visit),
+        }
+        .map_err(|fault| Error::BadCore(format!("page walk: {fault}")))
+    }
+}

@@ -1,0 +1,263 @@
+//! The Linux personality: what a Linux dump says about the kernel that
+//! wrote it, whatever holds its memory.
+//!
+//! A Linux dump is an ELF core (`/proc/vmcore`, `makedumpfile -E`, QEMU's
+//! `dump-guest-memory`) or a kdump-compressed file (makedumpfile, QEMU),
+//! plain or flattened. Either carries VMCOREINFO (`crate::vmcoreinfo`),
+//! from which the architecture backends find the page-table root, the
+//! KASLR offset and the memory layout.
+
+use crate::elfcore::{ElfCore, ElfIdent, Overlap};
+use crate::error::{Error, Result};
+use crate::image::Image;
+use stub::Kdump; // KDUMP-GLUE: crate::kdump::Kdump once it lands
+use crate::kernel::Kernel;
+use crate::vmcoreinfo::{for_each_note, VmcoreInfo};
+use object::elf;
+
+/// What holds a Linux dump's memory.
+pub enum Mem {
+    /// An ELF vmcore: PT_LOAD segments by physical address.
+    Elf(ElfCore),
+    /// A kdump-compressed file.
+    Kdump(Kdump),
+}
+
+/// A Linux dump, as identified before a backend takes it.
+pub struct LinuxCore {
+    /// Its memory.
+    pub mem: Mem,
+    /// `e_machine` of the dumped kernel (`EM_X86_64`, `EM_386`,
+    /// `EM_AARCH64`), 0 when the dump does not say.
+    pub machine: u16,
+    /// The dumped machine's word size and byte order, where known.
+    pub is_64: bool,
+    /// Entries and headers are big-endian.
+    pub big_endian: bool,
+    /// VMCOREINFO, empty when the dump has none.
+    pub info: VmcoreInfo,
+    /// The dump's ELF notes (PRSTATUS per CPU, ...), raw.
+    pub notes: Vec<u8>,
+    /// "ELF vmcore" or the kdump description, for messages.
+    pub format: String,
+}
+
+/// The most note bytes read (a `PRSTATUS` note is under 512 bytes: this
+/// is room for thousands of CPUs).
+const MAX_NOTES: u64 = 16 << 20;
+
+impl LinuxCore {
+    /// Identifies a Linux dump from the core's first bytes, parsing its
+    /// container; `None` when the core is no Linux dump (a FreeBSD one).
+    /// `kernel_is_linux` says the kernel file given is a Linux kernel or
+    /// symbol map: then an ELF core without VMCOREINFO is taken as Linux.
+    pub fn identify(core: &Image, head: &[u8], kernel_is_linux: bool) -> Result<Option<Self>> {
+        if Kdump::is_kdump(head) {
+            return Self::from_kdump(core).map(Some);
+        }
+        let Some(id) = ElfIdent::parse(head).filter(|i| i.e_type == elf::ET_CORE) else {
+            return Ok(None);
+        };
+        // FreeBSD's full dumps say ELFOSABI_STANDALONE (sys/kern/kern_dump.c).
+        if id.osabi == elf::ELFOSABI_STANDALONE {
+            return Ok(None);
+        }
+        let elf = ElfCore::parse_with(core, Overlap::KeepFirst)?;
+        let mut notes = Vec::new();
+        for &(off, size) in &elf.notes {
+            let size = size.min(MAX_NOTES.saturating_sub(notes.len() as u64));
+            let bytes = core.read_vec(off, size).ok_or_else(|| {
+                Error::BadCore(format!(
+                    "ELF vmcore: PT_NOTE at offset {off:#x} ({size} bytes) lies past the end of \
+                     the file"
+                ))
+            })?;
+            notes.extend_from_slice(&bytes);
+        }
+        let info = vmcoreinfo_note(&notes, id.big_endian);
+        if info.is_none() && !kernel_is_linux {
+            return Ok(None);
+        }
+        Ok(Some(LinuxCore {
+            mem: Mem::Elf(elf),
+            machine: id.machine,
+            // QEMU writes 32-bit x86 guests as ELFCLASS64 with EM_386.
+            is_64: id.is_64 && id.machine != elf::EM_386,
+            big_endian: id.big_endian,
+            info: info.unwrap_or_default(),
+            notes,
+            format: "ELF vmcore".into(),
+        }))
+    }
+
+    fn from_kdump(core: &Image) -> Result<Self> {
+        let first = Kdump::parse(core, None)?;
+        let info = VmcoreInfo::parse(first.vmcoreinfo().unwrap_or_default());
+        // The kernel's page size, where VMCOREINFO gives it, rules the
+        // bitmap (QEMU writes aarch64 dumps with 64 KiB blocks for 4 KiB
+        // pages: FORMAT-NOTES).
+        let dump = match info.page_size() {
+            Some(ps) if ps != first.page_size() => Kdump::parse(core, Some(ps))?,
+            _ => first,
+        };
+        let machine = match dump.machine() {
+            "x86_64" => elf::EM_X86_64,
+            "i386" | "i486" | "i586" | "i686" => elf::EM_386,
+            "aarch64" | "arm64" => elf::EM_AARCH64,
+            _ => machine_from_info(&info),
+        };
+        let notes = dump.notes().unwrap_or_default().to_vec();
+        let (is_64, big_endian) = (dump.is_64(), dump.big_endian());
+        let format = dump.describe();
+        Ok(LinuxCore {
+            mem: Mem::Kdump(dump),
+            machine,
+            is_64,
+            big_endian,
+            info,
+            notes,
+            format,
+        })
+    }
+
+    /// The dumped machine, for messages.
+    pub fn describe(&self) -> String {
+        let arch = match self.machine {
+            elf::EM_X86_64 => "x86-64",
+            elf::EM_386 => "i386",
+            elf::EM_AARCH64 => "aarch64",
+            0 => "an unnamed architecture",
+            _ => "an unsupported architecture",
+        };
+        match self.info.osrelease() {
+            Some(r) => format!("a Linux {r} {} of {arch}", self.format),
+            None => format!("a Linux {} of {arch} without VMCOREINFO", self.format),
+        }
+    }
+}
+
+/// The VMCOREINFO note's text, if the notes hold one.
+fn vmcoreinfo_note(notes: &[u8], big_endian: bool) -> Option<VmcoreInfo> {
+    let mut found = None;
+    for_each_note(notes, big_endian, |name, _, desc| {
+        if name == b"VMCOREINFO" && found.is_none() {
+            found = Some(VmcoreInfo::parse(desc));
+        }
+    });
+    found
+}
+
+/// The architecture VMCOREINFO implies, for kdump files whose header does
+/// not name it (QEMU leaves `utsname.machine` empty or "Unknown"): only
+/// x86-64 exports `init_top_pgt` and `phys_base`; only arm64 `VA_BITS`
+/// with `kimage_voffset`; only i386 `CONFIG_X86_PAE` or no KERNELOFFSET
+/// with `swapper_pg_dir`.
+fn machine_from_info(info: &VmcoreInfo) -> u16 {
+    if info.symbol("init_top_pgt").is_some() || info.number("phys_base").is_some() {
+        elf::EM_X86_64
+    } else if info.number("kimage_voffset").is_some() || info.number("VA_BITS").is_some() {
+        elf::EM_AARCH64
+    } else if info.config("X86_PAE") || info.symbol("swapper_pg_dir").is_some() {
+        elf::EM_386
+    } else {
+        0
+    }
+}
+
+/// True when a kernel file's symbols are a Linux kernel's.
+pub fn is_linux_kernel(k: &Kernel) -> bool {
+    k.symbol("linux_banner").is_some() || k.symbol("init_task").is_some()
+}
+
+/// Linux symbols at run time: the kernel file's (vmlinux, System.map or
+/// kallsyms) moved by the KASLR offset, then VMCOREINFO's, which are
+/// run-time already.
+pub struct Symbols {
+    /// Added to the kernel file's link-time values.
+    pub slide: u64,
+    /// VMCOREINFO's `SYMBOL()` lines.
+    pub info: VmcoreInfo,
+}
+
+impl Symbols {
+    /// The slide of `kernel`'s values in this dump. A System.map or
+    /// vmlinux holds link-time values, moved by VMCOREINFO's KERNELOFFSET
+    /// (the KASLR offset); a /proc/kallsyms listing holds run-time values
+    /// already. `_stext`, which both the kernel file and VMCOREINFO give,
+    /// tells which: its move must be 0 or KERNELOFFSET, else the file is
+    /// another build's. Where VMCOREINFO has no KERNELOFFSET (i386),
+    /// `_stext`'s move is the offset.
+    pub fn new(info: &VmcoreInfo, kernel: &Kernel, kernel_path: &str) -> Result<Symbols> {
+        let linked = kernel.symbol("_stext").map(|s| s.value);
+        let running = info.symbol("_stext");
+        let slide = match (info.kernel_offset(), linked, running) {
+            (Some(off), Some(l), Some(r)) => {
+                let moved = r.wrapping_sub(l);
+                if moved != off && moved != 0 {
+                    return Err(Error::Mismatch(format!(
+                        "kernel {kernel_path} does not match the dump: its _stext is {l:#x}, \
+                         but the dump's VMCOREINFO has _stext at {r:#x}, which is neither that \
+                         nor that moved by KERNELOFFSET {off:#x} (give the vmlinux, System.map \
+                         or kallsyms of the kernel that was running)"
+                    )));
+                }
+                moved
+            }
+            (Some(off), _, _) => off,
+            (None, Some(l), Some(r)) => r.wrapping_sub(l),
+            (None, _, _) => 0,
+        };
+        Ok(Symbols {
+            slide,
+            info: info.clone(),
+        })
+    }
+}
+
+// KDUMP-GLUE: removed when src/kdump.rs lands.
+mod stub {
+    use crate::error::{Error, Fault, Result};
+    use crate::image::Image;
+    use crate::physmem::{PhysMem, Span};
+    pub struct Kdump;
+    impl Kdump {
+        pub fn is_kdump(head: &[u8]) -> bool {
+            head.starts_with(b"KDUMP   ")
+        }
+        pub fn parse(_: &Image, _: Option<u64>) -> Result<Kdump> {
+            Err(Error::NotSupported("kdump"))
+        }
+        pub fn vmcoreinfo(&self) -> Option<&[u8]> {
+            None
+        }
+        pub fn notes(&self) -> Option<&[u8]> {
+            None
+        }
+        pub fn page_size(&self) -> u64 {
+            4096
+        }
+        pub fn machine(&self) -> &str {
+            ""
+        }
+        pub fn is_64(&self) -> bool {
+            true
+        }
+        pub fn big_endian(&self) -> bool {
+            false
+        }
+        pub fn describe(&self) -> String {
+            String::new()
+        }
+    }
+    impl PhysMem for Kdump {
+        fn locate(&self, _: u64) -> Option<Span> {
+            None
+        }
+        fn held_pages(&self) -> u64 {
+            0
+        }
+        fn missing(&self, pa: u64) -> Fault {
+            Fault::NotInDump { pa }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Linux x86-64 vmcores (ELF, as /proc/vmcore and QEMU write them) through
+//! the Rust API, checked against the fixture model: four- and five-level
+//! paging, KASLR with a negative phys_base, every way of giving symbols.
+
+mod fixture;
+use fixture::linux::*;
+use fixture::{Miss, Scratch, PAGE};
+use kvm::{Error, Fault, Kvm, OpenOptions};
+use std::path::Path;
+
+/// Regions worth reading: (start, length).
+fn regions(m: &LinuxX86) -> Vec<(u64, u64)> {
+    let text = m.runtime(LINK_TEXT);
+    vec![
+        (text, KERNEL_SIZE + PAGE),
+        (m.vmalloc_page(0) - PAGE, 18 * PAGE),
+        (m.page_offset, 0x0400_0000 + PAGE),
+        (m.page_offset + 0x9f000 - PAGE, 0x62000),
+        (m.page_offset + (4 << 30) - PAGE, (8 << 20) + 2 * PAGE),
+    ]
+}
+
+/// What reading `len` bytes at `va` must give, from the model.
+fn expect(m: &LinuxX86, va: u64, len: u64) -> Result<Vec<u8>, Miss> {
+    fixture::expect_read(&m.ram, PAGE, va, len, |a| m.maps.pa(a), |_| true)
+}
+
+fn check(kvm: &Kvm, m: &LinuxX86, va: u64, len: u64) {
+    fixture::assert_read(kvm, va, len, expect(m, va, len), |a| m.maps.pa(a));
+}
+
+/// Fixed probes across page, superpage and mapping boundaries, plus 2000
+/// random reads.
+fn check_all(kvm: &Kvm, m: &LinuxX86) {
+    let banner = m.sym("linux_banner");
+    for (va, len) in [
+        (banner, BANNER.len() as u64),
+        (m.sym("straddle"), 0x1000),
+        (m.vmalloc_page(0), 16 * PAGE),
+        (m.vmalloc_page(4) - 3, 2 * PAGE),
+        (m.vmalloc_page(13) - 8, 16),
+        (m.page_offset + 0x9f000 - 8, 16),
+        (m.page_offset + (4 << 30) + (8 << 20) - 4, 8),
+        (0x0000_7fff_ffff_f000, 8),
+        (0, 1),
+    ] {
+        check(kvm, m, va, len);
+    }
+    fixture::random_reads(&regions(m), 2000, |va, len| check(kvm, m, va, len));
+}
+
+/// How the kernel's symbols are given.
+#[derive(Clone, Copy, Debug)]
+enum Syms {
+    Vmlinux,
+    SystemMap,
+    Kallsyms,
+    None,
+}
+
+fn kernel_file(s: &Scratch, m: &LinuxX86, how: Syms) -> Option<std::path::PathBuf> {
+    match how {
+        Syms::Vmlinux => Some(s.file("vmlinux", &m.vmlinux())),
+        Syms::SystemMap => Some(s.file("System.map", &m.system_map())),
+        Syms::Kallsyms => Some(s.file("kallsyms", &m.kallsyms())),
+        Syms::None => None,
+    }
+}
+
+fn open(kernel: Option<&Path>, core: &Path) -> kvm::Result<Kvm> {
+    OpenOptions::new().open_dump(kernel, core)
+}
+
+/// Every machine, every ELF style, every way of giving symbols: symbols
+/// resolve to run-time addresses, reads match the model, the walk reports
+/// every leaf.
+#[test]
+fn elf_vmcores() {
+    for (name, m) in [
+        ("kaslr", LinuxX86::kaslr()),
+        ("nokaslr", LinuxX86::nokaslr()),
+        ("la57", LinuxX86::la57()),
+    ] {
+        let s = Scratch::new(&format!("linux-elf-{name}"));
+        for style in [Style::Kdump, Style::Qemu] {
+            let core = s.file("vmcore", &m.elf_vmcore(style));
+            for how in [Syms::Vmlinux, Syms::SystemMap, Syms::Kallsyms, Syms::None] {
+                let what = format!("{name} {style:?} {how:?}");
+                let k = kernel_file(&s, &m, how);
+                let kvm = open(k.as_deref(), &core).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(kvm.backend(), "Linux x86-64", "{what}");
+                assert_eq!(kvm.kerndisp(), m.kaslr as i64, "{what}");
+                assert_eq!(kvm.native(), cfg!(target_arch = "x86_64"));
+                // VMCOREINFO's symbols, always; the kernel file's, moved.
+                for sym in ["init_top_pgt", "_stext", "init_uts_ns"] {
+                    let got = kvm.symbol(sym).map(|s| s.value);
+                    assert_eq!(got, Some(m.sym(sym)), "{what}: {sym}");
+                }
+                let file_sym = |sym: &str| kvm.symbol(sym).map(|s| s.value);
+                match how {
+                    Syms::None => assert_eq!(file_sym("linux_banner"), None, "{what}"),
+                    _ => {
+                        for sym in ["linux_banner", "straddle", "jiffies", "page_offset_base"] {
+                            assert_eq!(file_sym(sym), Some(m.sym(sym)), "{what}: {sym}");
+                        }
+                        assert_eq!(file_sym("vmalloc_pages"), Some(m.sym("vmalloc_pages")));
+                    }
+                }
+                if matches!(how, Syms::Kallsyms) {
+                    assert_eq!(file_sym("ext4_fill_super"), None, "module symbols are skipped");
+                }
+                check_all(&kvm, &m);
+            }
+            // Without a kernel file, only kexec-tools' headers say where
+            // the direct map is; with QEMU's, page_offset_base tells.
+            let kvm = match style {
+                Style::Kdump => open(None, &core).unwrap(),
+                _ => open(Some(&s.file("System.map", &m.system_map())), &core).unwrap(),
+            };
+            let offset = |pa: u64| elf_offset(&m, style, pa);
+            fixture::assert_walk(&kvm, &m.expected_pages(offset), &format!("{name} {style:?}"));
+        }
+    }
+}
+
+/// The file offset of physical `pa` in an ELF vmcore the fixture wrote:
+/// RAM segments in order after the notes page (the kdump style's kernel
+/// text segment comes first, and its copy is the one a reader keeps
+/// only if it is the lower segment: RAM's comes first by address).
+fn elf_offset(m: &LinuxX86, style: Style, pa: u64) -> Option<u64> {
+    let mut off = PAGE; // headers and notes fit in the first page
+    if style == Style::Kdump {
+        off += KERNEL_SIZE;
+    }
+    for &(start, end) in &m.ram.ranges {
+        if (start..end).contains(&pa) {
+            return Some(off + pa - start);
+        }
+        off += end - start;
+    }
+    None
+}
+
+/// Reads that must fail say why: unmapped, not canonical, device memory
+/// outside the dump.
+#[test]
+fn must_fail_reads() {
+    let m = LinuxX86::kaslr();
+    let s = Scratch::new("linux-fail");
+    let core = s.file("vmcore", &m.elf_vmcore(Style::Kdump));
+    let kvm = open(None, &core).unwrap();
+    let mut buf = [0u8; 8];
+    let hole = m.vmalloc_page(3);
+    match kvm.read(hole, &mut buf) {
+        Err(Error::Translate {
+            va,
+            fault: Fault::Unmapped(_),
+        }) => assert_eq!(va, hole),
+        other => panic!("hole: {other:?}"),
+    }
+    let mmio = m.vmalloc_page(12);
+    match kvm.read(mmio, &mut buf) {
+        Err(Error::Translate { va, fault }) => {
+            assert_eq!(va, mmio);
+            assert_eq!(fault, Fault::NotInDump { pa: MMIO });
+        }
+        other => panic!("mmio: {other:?}"),
+    }
+    let err = kvm.read(0x8000_0000_0000_0000, &mut buf).unwrap_err();
+    assert!(err.to_string().contains("canonical"), "{err}");
+}
+
+/// The wrong kernel file is refused with a message naming both files.
+#[test]
+fn wrong_kernel_files() {
+    let m = LinuxX86::kaslr();
+    let s = Scratch::new("linux-wrong");
+    let core = s.file("vmcore", &m.elf_vmcore(Style::Kdump));
+    // Another build: its symbols sit 1 MiB elsewhere.
+    let mut other = LinuxX86::kaslr();
+    for sym in &mut other.syms {
+        sym.value += 0x10_0000;
+    }
+    let map = s.file("System.map", &other.system_map());
+    let err = open(Some(&map), &core).unwrap_err().to_string();
+    assert!(err.contains("does not match") && err.contains("_stext"), "{err}");
+    // A vmlinux whose banner differs from the running kernel's.
+    let mut changed = LinuxX86::kaslr();
+    let at = changed.sym("linux_banner") + 14;
+    changed.write_virt(at, b"9");
+    let vmlinux = s.file("vmlinux", &changed.vmlinux());
+    let err = open(Some(&vmlinux), &core).unwrap_err().to_string();
+    assert!(err.contains("does not match") && err.contains("Linux version"), "{err}");
+    // A FreeBSD kernel with a Linux dump.
+    let bsd = fixture::amd64::Amd64::new(2 << 20, fixture::Fill::Zero);
+    let k = s.file("kernel", &bsd.kernel());
+    let err = open(Some(&k), &core).unwrap_err().to_string();
+    assert!(err.contains("not a Linux kernel") && err.contains("Linux"), "{err}");
+    // A Linux vmlinux with a FreeBSD dump.
+    let d = bsd.minidump(2);
+    let mini = s.file("minidump", &d.bytes);
+    let err = open(Some(&vmlinux), &mini).unwrap_err().to_string();
+    assert!(err.contains("linux_banner"), "{err}");
+    // A text file that is no symbol map.
+    let junk = s.file("notes.txt", b"hello world\nthis is not a map\n");
+    let err = open(Some(&junk), &core).unwrap_err().to_string();
+    assert!(err.contains("notes.txt") && err.contains("System.map"), "{err}");
+    // A bzImage.
+    let mut bz = vec![0u8; 0x400];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    let bz = s.file("vmlinuz", &bz);
+    let err = open(Some(&bz), &core).unwrap_err().to_string();
+    assert!(err.contains("bzImage"), "{err}");
+}
+
+/// VMCOREINFO that lies, or is missing, gives an error saying what is wrong.
+#[test]
+fn bad_vmcoreinfo() {
+    let m = LinuxX86::kaslr();
+    let s = Scratch::new("linux-badinfo");
+    let open_with = |info: &str| {
+        let notes = m.notes(Some(info));
+        let loads: Vec<_> = m.ram.ranges.iter().map(|&(a, b)| (0, a, b - a)).collect();
+        let core = s.file("vmcore", &elf_core(TARGET, &notes, &loads, &m.ram));
+        open(None, &core)
+    };
+    let good = m.vmcoreinfo();
+    // phys_base off by 2 MiB: the tables found do not map themselves.
+    let lie = good.replace(
+        &format!("NUMBER(phys_base)={}", m.phys_base),
+        &format!("NUMBER(phys_base)={}", m.phys_base + (2 << 20)),
+    );
+    let err = open_with(&lie).unwrap_err().to_string();
+    assert!(err.contains("do not map init_top_pgt back"), "{err}");
+    // No phys_base at all.
+    let gone = good.replace(&format!("NUMBER(phys_base)={}\n", m.phys_base), "");
+    let err = open_with(&gone).unwrap_err().to_string();
+    assert!(err.contains("NUMBER(phys_base)"), "{err}");
+    // QEMU without -device vmcoreinfo, and no kernel file.
+    let core = s.file("qemu", &m.elf_vmcore(Style::QemuNoVmcoreinfo));
+    let err = open(None, &core).unwrap_err().to_string();
+    assert!(err.contains("no VMCOREINFO") && err.contains("-device vmcoreinfo"), "{err}");
+    // ... with the kernel's System.map: still no phys_base to be had.
+    let map = s.file("System.map", &m.system_map());
+    let err = open(Some(&map), &core).unwrap_err().to_string();
+    assert!(err.contains("vmcoreinfo"), "{err}");
+}
