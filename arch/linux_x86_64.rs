@@ -14,7 +14,7 @@
 use super::amd64::{check_canonical, entry_prot, native, MMU, MMU_LA57};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::linux::{LinuxCore, Mem};
+use crate::linux::{LinuxCore, Mem, Needs};
 use crate::pagetable::{sign_extend, Format, Mapping, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
@@ -183,35 +183,6 @@ impl<M: PhysMem> LinuxX86<M> {
 fn kernel_map_pa(va: u64, phys_base: i64) -> Option<u64> {
     va.checked_sub(START_KERNEL_MAP)?
         .checked_add_signed(phys_base)
-}
-
-/// VMCOREINFO, with errors that say what the backend needed.
-struct Needs<'a> {
-    info: &'a crate::vmcoreinfo::VmcoreInfo,
-    what: String,
-}
-
-impl<'a> Needs<'a> {
-    fn new(info: &'a crate::vmcoreinfo::VmcoreInfo, arch: &str) -> Self {
-        Needs {
-            info,
-            what: format!("Linux {arch} dump"),
-        }
-    }
-
-    fn number(&self, name: &str) -> Result<i64> {
-        self.info.number(name).ok_or_else(|| {
-            Error::BadCore(if self.info.is_empty() {
-                format!(
-                    "{}: the dump has no VMCOREINFO (QEMU writes it only for a guest started \
-                     with -device vmcoreinfo), and NUMBER({name}) is needed",
-                    self.what
-                )
-            } else {
-                format!("{}: VMCOREINFO has no NUMBER({name})", self.what)
-            })
-        })
-    }
 }
 
 impl<M: PhysMem> Translator for LinuxX86<M> {

@@ -214,6 +214,39 @@ impl Symbols {
     }
 }
 
+/// VMCOREINFO, with errors that say what the backend needed.
+pub struct Needs<'a> {
+    /// The text.
+    pub info: &'a VmcoreInfo,
+    /// "Linux ARCH dump", for messages.
+    pub what: String,
+}
+
+impl<'a> Needs<'a> {
+    /// Wraps `info` for the backend of `arch`.
+    pub fn new(info: &'a VmcoreInfo, arch: &str) -> Self {
+        Needs {
+            info,
+            what: format!("Linux {arch} dump"),
+        }
+    }
+
+    /// `NUMBER(name)`, which the backend cannot do without.
+    pub fn number(&self, name: &str) -> Result<i64> {
+        self.info.number(name).ok_or_else(|| {
+            Error::BadCore(if self.info.is_empty() {
+                format!(
+                    "{}: the dump has no VMCOREINFO (QEMU writes it only for a guest started \
+                     with -device vmcoreinfo), and NUMBER({name}) is needed",
+                    self.what
+                )
+            } else {
+                format!("{}: VMCOREINFO has no NUMBER({name})", self.what)
+            })
+        })
+    }
+}
+
 // KDUMP-GLUE: removed when src/kdump.rs lands.
 mod stub {
     use crate::error::{Error, Fault, Result};
