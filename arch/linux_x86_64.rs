@@ -9,7 +9,7 @@
 //! `arch/x86/kernel/vmcore_info_64.c` (formerly `crash_core_64.c`) writes
 //! `phys_base`, `init_top_pgt`, `pgtable_l5_enabled`, `KERNELOFFSET` and
 //! `sme_mask` (AMD memory encryption: the C-bit is set in entries and is
-//! no part of a frame). `kvm_kerndisp` is the KASLR offset.
+//! no part of a frame).
 
 use super::amd64::{check_canonical, entry_prot, native, MMU, MMU_LA57};
 use crate::error::{Error, Fault, Result};
@@ -62,7 +62,6 @@ struct LinuxX86<M> {
     paging: Paging,
     root: u64,
     dmap: DirectMap,
-    kaslr: u64,
 }
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
@@ -112,7 +111,6 @@ impl<M: PhysMem> LinuxX86<M> {
             paging,
             root,
             dmap: DirectMap::NONE,
-            kaslr: info.info.kernel_offset().unwrap_or(0),
         };
         // The tables found must map the root's own address to the root:
         // a wrong phys_base or root symbol (another kernel's, or a lying
@@ -201,10 +199,6 @@ impl<M: PhysMem> Translator for LinuxX86<M> {
     #[inline(always)]
     fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
         self.mem.read_at(image, off, buf)
-    }
-
-    fn kerndisp(&self) -> i64 {
-        self.kaslr as i64
     }
 
     /// Walks the kernel page tables from the root: leaves inside the

@@ -350,9 +350,13 @@ impl Kvm {
         (self.backend.native)()
     }
 
-    /// Kernel displacement (`kvm_kerndisp`); 0 when unknown.
+    /// Kernel displacement (`kvm_kerndisp`); 0 when unknown. For a Linux
+    /// dump, the KASLR offset.
     pub fn kerndisp(&self) -> i64 {
-        self.vtop.kerndisp()
+        match &self.linux {
+            Some(symbols) => symbols.kaslr as i64,
+            None => self.vtop.kerndisp(),
+        }
     }
 
     /// Resolves a symbol: through the resolver given at open, else the

@@ -10,7 +10,7 @@
 use crate::elfcore::{ElfCore, ElfIdent, Overlap};
 use crate::error::{Error, Result};
 use crate::image::Image;
-use stub::Kdump; // KDUMP-GLUE: crate::kdump::Kdump once it lands
+use crate::kdump::Kdump;
 use crate::kernel::Kernel;
 use crate::vmcoreinfo::{for_each_note, VmcoreInfo};
 use object::elf;
@@ -173,8 +173,12 @@ pub fn is_linux_kernel(k: &Kernel) -> bool {
 /// kallsyms) moved by the KASLR offset, then VMCOREINFO's, which are
 /// run-time already.
 pub struct Symbols {
-    /// Added to the kernel file's link-time values.
+    /// Added to the kernel file's values (0 for a kallsyms listing, whose
+    /// values are run-time ones).
     pub slide: u64,
+    /// The KASLR offset (`kvm_kerndisp`): KERNELOFFSET, else `_stext`'s
+    /// move where a link-time kernel file tells it, else 0.
+    pub kaslr: u64,
     /// VMCOREINFO's `SYMBOL()` lines.
     pub info: VmcoreInfo,
 }
@@ -190,6 +194,11 @@ impl Symbols {
     pub fn new(info: &VmcoreInfo, kernel: &Kernel, kernel_path: &str) -> Result<Symbols> {
         let linked = kernel.symbol("_stext").map(|s| s.value);
         let running = info.symbol("_stext");
+        let kaslr = match (info.kernel_offset(), linked, running) {
+            (Some(off), _, _) => off,
+            (None, Some(l), Some(r)) => r.wrapping_sub(l),
+            (None, _, _) => 0,
+        };
         let slide = match (info.kernel_offset(), linked, running) {
             (Some(off), Some(l), Some(r)) => {
                 let moved = r.wrapping_sub(l);
@@ -209,6 +218,7 @@ impl Symbols {
         };
         Ok(Symbols {
             slide,
+            kaslr,
             info: info.clone(),
         })
     }
@@ -244,53 +254,5 @@ impl<'a> Needs<'a> {
                 format!("{}: VMCOREINFO has no NUMBER({name})", self.what)
             })
         })
-    }
-}
-
-// KDUMP-GLUE: removed when src/kdump.rs lands.
-mod stub {
-    use crate::error::{Error, Fault, Result};
-    use crate::image::Image;
-    use crate::physmem::{PhysMem, Span};
-    pub struct Kdump;
-    impl Kdump {
-        pub fn is_kdump(head: &[u8]) -> bool {
-            head.starts_with(b"KDUMP   ")
-        }
-        pub fn parse(_: &Image, _: Option<u64>) -> Result<Kdump> {
-            Err(Error::NotSupported("kdump"))
-        }
-        pub fn vmcoreinfo(&self) -> Option<&[u8]> {
-            None
-        }
-        pub fn notes(&self) -> Option<&[u8]> {
-            None
-        }
-        pub fn page_size(&self) -> u64 {
-            4096
-        }
-        pub fn machine(&self) -> &str {
-            ""
-        }
-        pub fn is_64(&self) -> bool {
-            true
-        }
-        pub fn big_endian(&self) -> bool {
-            false
-        }
-        pub fn describe(&self) -> String {
-            String::new()
-        }
-    }
-    impl PhysMem for Kdump {
-        fn locate(&self, _: u64) -> Option<Span> {
-            None
-        }
-        fn held_pages(&self) -> u64 {
-            0
-        }
-        fn missing(&self, pa: u64) -> Fault {
-            Fault::NotInDump { pa }
-        }
     }
 }

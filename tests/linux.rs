@@ -107,7 +107,11 @@ fn elf_vmcores() {
                     }
                 }
                 if matches!(how, Syms::Kallsyms) {
-                    assert_eq!(file_sym("ext4_fill_super"), None, "module symbols are skipped");
+                    assert_eq!(
+                        file_sym("ext4_fill_super"),
+                        None,
+                        "module symbols are skipped"
+                    );
                 }
                 check_all(&kvm, &m);
             }
@@ -118,7 +122,11 @@ fn elf_vmcores() {
                 _ => open(Some(&s.file("System.map", &m.system_map())), &core).unwrap(),
             };
             let offset = |pa: u64| elf_offset(&m, style, pa);
-            fixture::assert_walk(&kvm, &m.expected_pages(offset), &format!("{name} {style:?}"));
+            fixture::assert_walk(
+                &kvm,
+                &m.expected_pages(offset),
+                &format!("{name} {style:?}"),
+            );
         }
     }
 }
@@ -183,19 +191,28 @@ fn wrong_kernel_files() {
     }
     let map = s.file("System.map", &other.system_map());
     let err = open(Some(&map), &core).unwrap_err().to_string();
-    assert!(err.contains("does not match") && err.contains("_stext"), "{err}");
+    assert!(
+        err.contains("does not match") && err.contains("_stext"),
+        "{err}"
+    );
     // A vmlinux whose banner differs from the running kernel's.
     let mut changed = LinuxX86::kaslr();
     let at = changed.sym("linux_banner") + 14;
     changed.write_virt(at, b"9");
     let vmlinux = s.file("vmlinux", &changed.vmlinux());
     let err = open(Some(&vmlinux), &core).unwrap_err().to_string();
-    assert!(err.contains("does not match") && err.contains("Linux version"), "{err}");
+    assert!(
+        err.contains("does not match") && err.contains("Linux version"),
+        "{err}"
+    );
     // A FreeBSD kernel with a Linux dump.
     let bsd = fixture::amd64::Amd64::new(2 << 20, fixture::Fill::Zero);
     let k = s.file("kernel", &bsd.kernel());
     let err = open(Some(&k), &core).unwrap_err().to_string();
-    assert!(err.contains("not a Linux kernel") && err.contains("Linux"), "{err}");
+    assert!(
+        err.contains("not a Linux kernel") && err.contains("Linux"),
+        "{err}"
+    );
     // A Linux vmlinux with a FreeBSD dump.
     let d = bsd.minidump(2);
     let mini = s.file("minidump", &d.bytes);
@@ -204,7 +221,10 @@ fn wrong_kernel_files() {
     // A text file that is no symbol map.
     let junk = s.file("notes.txt", b"hello world\nthis is not a map\n");
     let err = open(Some(&junk), &core).unwrap_err().to_string();
-    assert!(err.contains("notes.txt") && err.contains("System.map"), "{err}");
+    assert!(
+        err.contains("notes.txt") && err.contains("System.map"),
+        "{err}"
+    );
     // A bzImage.
     let mut bz = vec![0u8; 0x400];
     bz[0x202..0x206].copy_from_slice(b"HdrS");
@@ -239,9 +259,78 @@ fn bad_vmcoreinfo() {
     // QEMU without -device vmcoreinfo, and no kernel file.
     let core = s.file("qemu", &m.elf_vmcore(Style::QemuNoVmcoreinfo));
     let err = open(None, &core).unwrap_err().to_string();
-    assert!(err.contains("no VMCOREINFO") && err.contains("-device vmcoreinfo"), "{err}");
+    assert!(
+        err.contains("no VMCOREINFO") && err.contains("-device vmcoreinfo"),
+        "{err}"
+    );
     // ... with the kernel's System.map: still no phys_base to be had.
     let map = s.file("System.map", &m.system_map());
     let err = open(Some(&map), &core).unwrap_err().to_string();
     assert!(err.contains("vmcoreinfo"), "{err}");
+}
+
+/// i386: non-PAE and PAE kernels, the default 3G/1G split and a 2G/2G one,
+/// KASLR without KERNELOFFSET (the offset comes from `_stext`), kexec-tools'
+/// ELFCLASS32 cores and QEMU's ELFCLASS64 ones with EM_386.
+#[test]
+fn i386_vmcores() {
+    use fixture::i386::Mode;
+    for (mode, page_offset) in [
+        (Mode::NoPae, 0xc000_0000),
+        (Mode::Pae, 0xc000_0000),
+        (Mode::Pae, 0x8000_0000),
+    ] {
+        let m = LinuxI386::new(mode, page_offset, 0x80_0000);
+        let what = format!("{mode:?} {page_offset:#x}");
+        let s = Scratch::new(&format!("linux-i386-{mode:?}-{page_offset:x}"));
+        for style in [Style::Kdump, Style::Qemu] {
+            let core = s.file("vmcore", &m.elf_vmcore(style));
+            for how in [Syms::Vmlinux, Syms::SystemMap, Syms::None] {
+                let what = format!("{what} {style:?} {how:?}");
+                let k = match how {
+                    Syms::Vmlinux => Some(s.file("vmlinux", &m.vmlinux())),
+                    Syms::SystemMap => Some(s.file("System.map", &m.system_map())),
+                    _ => None,
+                };
+                let kvm = open(k.as_deref(), &core).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(kvm.backend(), "Linux i386", "{what}");
+                let kaslr = if k.is_some() { m.kaslr as i64 } else { 0 };
+                assert_eq!(kvm.kerndisp(), kaslr, "{what}: KASLR offset from _stext");
+                if k.is_some() {
+                    assert_eq!(
+                        kvm.symbol("linux_banner").map(|s| s.value),
+                        Some(m.sym("linux_banner")),
+                        "{what}"
+                    );
+                }
+                let check = |va: u64, len: u64| {
+                    let want =
+                        fixture::expect_read(&m.ram, PAGE, va, len, |a| m.maps.pa(a), |_| true);
+                    fixture::assert_read(&kvm, va, len, want, |a| m.maps.pa(a));
+                };
+                check(m.sym("linux_banner"), BANNER.len() as u64);
+                check(m.sym("straddle"), 0x1000);
+                check(m.vmalloc_page(0), 16 * PAGE);
+                check(0x1_0000_0000, 4);
+                let regions = [
+                    (page_offset, 0x400_0000 + PAGE),
+                    (m.vmalloc_page(0) - PAGE, 18 * PAGE),
+                ];
+                fixture::random_reads(&regions, 1000, check);
+            }
+            let kvm = open(None, &core).unwrap();
+            // Headers and notes fit in the first page; RAM follows in order.
+            let offset = |pa: u64| {
+                let mut off = PAGE;
+                for &(a, b) in &m.ram.ranges {
+                    if (a..b).contains(&pa) {
+                        return Some(off + pa - a);
+                    }
+                    off += b - a;
+                }
+                None
+            };
+            fixture::assert_walk(&kvm, &m.expected_pages(offset), &what);
+        }
+    }
 }
