@@ -140,6 +140,7 @@ impl<M: PhysMem> LinuxX86<M> {
         let base = (s.lookup)("page_offset_base")
             .and_then(|va| t.read_u64(image, va))
             .or(dmap_hint)
+            .or_else(|| t.find_dmap(image))
             .unwrap_or(base);
         t.dmap = DirectMap {
             base,
@@ -167,6 +168,29 @@ impl<M: PhysMem> LinuxX86<M> {
                 f.translate(image, &self.mem, root, va)
             }
         }
+    }
+
+    /// Where the direct map starts, found in the tables as the first
+    /// kernel-half leaf that maps physical 0 at a 1 GiB-aligned address
+    /// (the direct map comes first in the kernel half and maps low memory
+    /// from 0, `init_mem_mapping`; KASLR aligns its base to a PUD,
+    /// `arch/x86/mm/kaslr.c`): for dumps that give neither
+    /// `page_offset_base` nor segment addresses.
+    fn find_dmap(&self, image: &Image) -> Option<u64> {
+        let mut found = None;
+        let mut visit = |va: u64, m: &Mapping| {
+            if (va as i64) < 0 && m.pa == 0 && va & ((1 << 30) - 1) == 0 {
+                found = Some(va);
+                return false;
+            }
+            true
+        };
+        let root = Root::Phys(self.root);
+        let _ = match &self.paging {
+            Paging::L4(fmt) => fmt.walk(image, &self.mem, root, 48, &mut visit),
+            Paging::L5(fmt) => fmt.walk(image, &self.mem, root, 57, &mut visit),
+        };
+        found
     }
 
     /// A little-endian word of kernel memory.

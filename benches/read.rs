@@ -745,7 +745,7 @@ fn cold_warm_pattern<M: Read8, P: Read8, L: Read8>(
         )
     };
     let faults = median(runs.iter().map(|r| r[0].faults as f64).collect());
-    let n = if cfg.cold_n % 1000 == 0 {
+    let n = if cfg.cold_n.is_multiple_of(1000) {
         format!("{}k", cfg.cold_n / 1000)
     } else {
         cfg.cold_n.to_string()

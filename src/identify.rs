@@ -82,8 +82,7 @@ pub fn check_order(kernel: &Image, khead: &Head, core: &Image, chead: &Head) -> 
 pub fn looks_like_text(head: &Head) -> bool {
     let b = head.bytes();
     !b.is_empty()
-        && b
-            .iter()
+        && b.iter()
             .all(|&c| c == b'\n' || c == b'\t' || (b' '..=b'~').contains(&c))
 }
 
@@ -100,7 +99,11 @@ pub fn refuse_compressed_kernel(kernel: &Image, head: &Head) -> Result<()> {
             "kernel {}: is a bootable kernel image ({}), which has no symbol table: give the \
              kernel's vmlinux, its System.map, a /proc/kallsyms listing, or no kernel file",
             kernel.path().display(),
-            if bzimage { "an x86 bzImage" } else { "an arm64 Image" }
+            if bzimage {
+                "an x86 bzImage"
+            } else {
+                "an arm64 Image"
+            }
         )));
     }
     Ok(())

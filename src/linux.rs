@@ -15,7 +15,9 @@ use crate::kernel::Kernel;
 use crate::vmcoreinfo::{for_each_note, VmcoreInfo};
 use object::elf;
 
-/// What holds a Linux dump's memory.
+/// What holds a Linux dump's memory (moved into the backend at once, so
+/// the variants' sizes do not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Mem {
     /// An ELF vmcore: PT_LOAD segments by physical address.
     Elf(ElfCore),
@@ -30,14 +32,10 @@ pub struct LinuxCore {
     /// `e_machine` of the dumped kernel (`EM_X86_64`, `EM_386`,
     /// `EM_AARCH64`), 0 when the dump does not say.
     pub machine: u16,
-    /// The dumped machine's word size and byte order, where known.
-    pub is_64: bool,
     /// Entries and headers are big-endian.
     pub big_endian: bool,
     /// VMCOREINFO, empty when the dump has none.
     pub info: VmcoreInfo,
-    /// The dump's ELF notes (PRSTATUS per CPU, ...), raw.
-    pub notes: Vec<u8>,
     /// "ELF vmcore" or the kdump description, for messages.
     pub format: String,
 }
@@ -81,11 +79,8 @@ impl LinuxCore {
         Ok(Some(LinuxCore {
             mem: Mem::Elf(elf),
             machine: id.machine,
-            // QEMU writes 32-bit x86 guests as ELFCLASS64 with EM_386.
-            is_64: id.is_64 && id.machine != elf::EM_386,
             big_endian: id.big_endian,
             info: info.unwrap_or_default(),
-            notes,
             format: "ELF vmcore".into(),
         }))
     }
@@ -106,16 +101,13 @@ impl LinuxCore {
             "aarch64" | "arm64" => elf::EM_AARCH64,
             _ => machine_from_info(&info),
         };
-        let notes = dump.notes().unwrap_or_default().to_vec();
-        let (is_64, big_endian) = (dump.is_64(), dump.big_endian());
+        let big_endian = dump.big_endian();
         let format = dump.describe();
         Ok(LinuxCore {
             mem: Mem::Kdump(dump),
             machine,
-            is_64,
             big_endian,
             info,
-            notes,
             format,
         })
     }

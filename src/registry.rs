@@ -81,9 +81,9 @@ pub struct Setup<'a> {
 impl Setup<'_> {
     /// Takes the Linux dump (once).
     pub fn take_linux(&self) -> Result<LinuxCore> {
-        self.linux
-            .take()
-            .ok_or(Error::NotSupported("a Linux backend was chosen for a FreeBSD dump"))
+        self.linux.take().ok_or(Error::NotSupported(
+            "a Linux backend was chosen for a FreeBSD dump",
+        ))
     }
 
     /// Resolves a symbol the backend cannot do without.

@@ -77,16 +77,6 @@ impl VmcoreInfo {
         }
     }
 
-    /// `OFFSET(type.member)`.
-    pub fn offset(&self, name: &str) -> Option<u64> {
-        number(self.get(&format!("OFFSET({name})"))?)
-    }
-
-    /// `SIZE(type)`.
-    pub fn size(&self, name: &str) -> Option<u64> {
-        number(self.get(&format!("SIZE({name})"))?)
-    }
-
     /// `KERNELOFFSET`: the KASLR offset.
     pub fn kernel_offset(&self) -> Option<u64> {
         hex(self.get("KERNELOFFSET")?)
@@ -163,9 +153,11 @@ mod tests {
         assert_eq!(info.page_size(), Some(4096));
         assert_eq!(info.symbol("init_top_pgt"), Some(0xffff_ffff_9ae0_a000));
         assert_eq!(info.number("phys_base"), Some(-405_798_912));
-        assert_eq!(info.number("KERNELPACMASK"), Some(0xff80_0000_0000_0000u64 as i64));
+        assert_eq!(
+            info.number("KERNELPACMASK"),
+            Some(0xff80_0000_0000_0000u64 as i64)
+        );
         assert_eq!(info.kernel_offset(), Some(0x19c0_0000));
-        assert_eq!(info.offset("list_head.next"), Some(0));
         assert!(info.config("X86_PAE"));
         assert_eq!(info.symbol("missing"), None);
     }

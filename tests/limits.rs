@@ -507,7 +507,7 @@ fn truncate_core(kernel: &Path, core: &Path) {
     let span = locate.translate(CUT_VA).unwrap();
     let len = std::fs::metadata(core).unwrap().len();
     assert!(
-        span.off % PAGE == 0 && span.off + 2 * PAGE <= len,
+        span.off.is_multiple_of(PAGE) && span.off + 2 * PAGE <= len,
         "{span:?}"
     );
     File::options()

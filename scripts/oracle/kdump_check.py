@@ -73,8 +73,8 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="kdump-oracle-")
     os.makedirs(out, exist_ok=True)
     env = dict(os.environ, KDUMP_ORACLE_DIR=out)
-    run(["cargo", "test", "--quiet", "--test", "amd64", "kdump_oracle_samples",
-         "--", "--ignored", "--exact", "fixture::kdump::kdump_oracle_samples"], env=env)
+    run(["cargo", "test", "--quiet", "--test", "kdump", "kdump_oracle_samples",
+         "--", "--ignored", "--exact", "kdump_oracle_samples"], env=env)
     names = sorted(f[:-6] for f in os.listdir(out) if f.endswith(".kdump"))
     failed = 0
     for name in names:
