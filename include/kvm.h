@@ -177,6 +177,13 @@ extern "C" {
  NUL-terminated message to `errbuf` (`_POSIX2_LINE_MAX` bytes). A NULL
  `resolver` resolves symbols from the kernel image's symbol table, for
  native and cross dumps alike.
+
+ Extension: `corefile` may be a Linux vmcore (ELF or kdump-compressed,
+ plain or flattened). `execfile` is then its `vmlinux`, `System.map` or
+ a `/proc/kallsyms` listing, or NULL (symbols from the dump's
+ VMCOREINFO); `kvm_nlist2` gives run-time (KASLR-moved) addresses and
+ `kvm_kerndisp` the KASLR offset. A NULL `execfile` with a FreeBSD dump
+ means `/boot/kernel/kernel`, as in FreeBSD.
  */
 kvm_t *kvm_open2(const char *execfile,
                  const char *corefile,

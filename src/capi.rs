@@ -289,8 +289,9 @@ unsafe fn open_common(
     let env = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
     let pread = flags & KVM_O_PREAD != 0 || env("KVM_PREAD");
     let verify = flags & KVM_O_NOVERIFY == 0 && !env("KVM_NOVERIFY");
-    // NULL names mean the running system's kernel and memory, as in FreeBSD.
-    let exec = path_arg(execfile, "/boot/kernel/kernel");
+    // NULL names mean the running system's kernel and memory, as in FreeBSD;
+    // a Linux dump opens without a kernel file (extension).
+    let exec = (!execfile.is_null()).then(|| path_arg(execfile, ""));
     let core = path_arg(corefile, "/dev/mem");
     let resolver: Option<Resolver> = resolver.map(|r| {
         Box::new(move |name: &str| {
@@ -300,12 +301,15 @@ unsafe fn open_common(
             (unsafe { r(c.as_ptr(), &mut addr) } == 0).then_some(addr)
         }) as Resolver
     });
-    let mut options = OpenOptions::new().pread(pread).verify_kernel(verify);
+    let mut options = OpenOptions::new()
+        .pread(pread)
+        .verify_kernel(verify)
+        .default_kernel(Path::new("/boot/kernel/kernel"));
     if let Some(r) = resolver {
         options = options.resolver(r);
     }
     Ok(Box::new(__kvm {
-        kvm: options.open(exec, core)?,
+        kvm: options.open_dump(exec, core)?,
         errors: ErrorTexts::new(),
     }))
 }
@@ -314,6 +318,13 @@ unsafe fn open_common(
 /// NUL-terminated message to `errbuf` (`_POSIX2_LINE_MAX` bytes). A NULL
 /// `resolver` resolves symbols from the kernel image's symbol table, for
 /// native and cross dumps alike.
+///
+/// Extension: `corefile` may be a Linux vmcore (ELF or kdump-compressed,
+/// plain or flattened). `execfile` is then its `vmlinux`, `System.map` or
+/// a `/proc/kallsyms` listing, or NULL (symbols from the dump's
+/// VMCOREINFO); `kvm_nlist2` gives run-time (KASLR-moved) addresses and
+/// `kvm_kerndisp` the KASLR offset. A NULL `execfile` with a FreeBSD dump
+/// means `/boot/kernel/kernel`, as in FreeBSD.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_open2(
     execfile: *const c_char,

@@ -62,6 +62,9 @@ pub struct OpenOptions {
     resolver: Option<Resolver>,
     mode: ReadMode,
     verify: bool,
+    /// The kernel a FreeBSD dump opened without one uses (the C API's
+    /// NULL execfile: `/boot/kernel/kernel`, as in FreeBSD).
+    default_kernel: Option<std::path::PathBuf>,
 }
 
 impl Default for OpenOptions {
@@ -78,6 +81,7 @@ impl OpenOptions {
             resolver: None,
             mode: ReadMode::Map,
             verify: true,
+            default_kernel: None,
         }
     }
 
@@ -108,6 +112,12 @@ impl OpenOptions {
         self
     }
 
+    /// The kernel file a FreeBSD dump opened without one reads.
+    pub(crate) fn default_kernel(mut self, path: &Path) -> Self {
+        self.default_kernel = Some(path.to_owned());
+        self
+    }
+
     /// Opens a kernel image and its crash dump with these options: a
     /// FreeBSD kernel and its ELF full dump or minidump, or a Linux
     /// kernel (its `vmlinux`, `System.map` or a `/proc/kallsyms` listing)
@@ -119,10 +129,10 @@ impl OpenOptions {
     /// Opens a crash dump, with its kernel file or without one. A Linux
     /// dump opens without: symbols then come from its VMCOREINFO. A
     /// FreeBSD dump needs its kernel.
-    pub fn open_dump(self, kernel: Option<&Path>, core: &Path) -> Result<Kvm> {
+    pub fn open_dump(mut self, kernel: Option<&Path>, core_path: &Path) -> Result<Kvm> {
         // Open reads the core's headers and the tables it checks once: with
         // pread, before the core is mapped for the reads that follow.
-        let core = Image::open(core, "core", ReadMode::Pread)?;
+        let core = Image::open(core_path, "core", ReadMode::Pread)?;
         let chead = Head::read(&core)?;
         let kfile = match kernel {
             Some(path) => {
@@ -151,6 +161,10 @@ impl OpenOptions {
             (Some(l), kfile) => self.open_linux(kfile, core, &chead, l),
             (None, Some((image, head, kernel))) => {
                 self.open_freebsd(image, head, kernel, core, chead)
+            }
+            (None, None) if self.default_kernel.is_some() => {
+                let path = self.default_kernel.take().unwrap_or_default();
+                self.open_dump(Some(&path), core_path)
             }
             (None, None) => Err(Error::BadKernel(format!(
                 "core {}: is {}, which cannot be read without its kernel image (give the kernel \
