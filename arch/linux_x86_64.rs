@@ -50,11 +50,15 @@ static LINUX_X86_64: Backend = Backend {
     native,
 };
 
-/// The paging mode.
+/// The paging mode. Without memory encryption the formats are the
+/// shared statics, which a read's walk folds into constants; with it, a
+/// copy whose frame masks leave out the C-bit.
 #[derive(Clone, Copy)]
 enum Paging {
-    L4(Format<4>),
-    L5(Format<5>),
+    L4,
+    L5,
+    L4Sme(Format<4>),
+    L5Sme(Format<5>),
 }
 
 struct LinuxX86<M> {
@@ -86,10 +90,11 @@ impl<M: PhysMem> LinuxX86<M> {
         let l5 = info.info.number("pgtable_l5_enabled") == Some(1);
         // The C-bit of memory encryption is set in entries, not in frames.
         let sme = info.info.number("sme_mask").unwrap_or(0) as u64;
-        let paging = if l5 {
-            Paging::L5(MMU_LA57.without(sme))
-        } else {
-            Paging::L4(MMU.without(sme))
+        let paging = match (l5, sme) {
+            (false, 0) => Paging::L4,
+            (true, 0) => Paging::L5,
+            (false, _) => Paging::L4Sme(MMU.without(sme)),
+            (true, _) => Paging::L5Sme(MMU_LA57.without(sme)),
         };
         let (name, root_va) = ["init_top_pgt", "init_level4_pgt", "swapper_pg_dir"]
             .into_iter()
@@ -154,19 +159,35 @@ impl<M: PhysMem> LinuxX86<M> {
     #[inline(always)]
     fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
         let root = Root::Phys(self.root);
+        let mem = &self.mem;
         match &self.paging {
-            Paging::L4(f) => {
+            Paging::L4 => {
                 check_canonical(va)?;
-                f.translate(image, &self.mem, root, va)
+                MMU.translate(image, mem, root, va)
             }
-            Paging::L5(f) => {
-                if sign_extend(va, 57) != va {
-                    return Err(Fault::OutOfRange(
-                        "not a canonical 57-bit address (bits 56-63 must be equal)".into(),
-                    ));
-                }
-                f.translate(image, &self.mem, root, va)
+            Paging::L4Sme(f) => {
+                check_canonical(va)?;
+                f.translate(image, mem, root, va)
             }
+            Paging::L5 => {
+                check_canonical_57(va)?;
+                MMU_LA57.translate(image, mem, root, va)
+            }
+            Paging::L5Sme(f) => {
+                check_canonical_57(va)?;
+                f.translate(image, mem, root, va)
+            }
+        }
+    }
+
+    /// Calls `f` for every leaf of the kernel's tables.
+    fn walk(&self, image: &Image, f: &mut dyn FnMut(u64, &Mapping) -> bool) -> Result<bool, Fault> {
+        let (root, mem) = (Root::Phys(self.root), &self.mem);
+        match &self.paging {
+            Paging::L4 => MMU.walk(image, mem, root, 48, f),
+            Paging::L4Sme(fmt) => fmt.walk(image, mem, root, 48, f),
+            Paging::L5 => MMU_LA57.walk(image, mem, root, 57, f),
+            Paging::L5Sme(fmt) => fmt.walk(image, mem, root, 57, f),
         }
     }
 
@@ -185,11 +206,7 @@ impl<M: PhysMem> LinuxX86<M> {
             }
             true
         };
-        let root = Root::Phys(self.root);
-        let _ = match &self.paging {
-            Paging::L4(fmt) => fmt.walk(image, &self.mem, root, 48, &mut visit),
-            Paging::L5(fmt) => fmt.walk(image, &self.mem, root, 57, &mut visit),
-        };
+        let _ = self.walk(image, &mut visit);
         found
     }
 
@@ -199,6 +216,22 @@ impl<M: PhysMem> LinuxX86<M> {
         let span = self.mem.locate(pa).filter(|s| s.len >= 8)?;
         Some(u64::from_le_bytes(self.mem.array(image, span.off)?))
     }
+}
+
+/// Checks that `va` is a canonical 57-bit address.
+#[inline(always)]
+fn check_canonical_57(va: u64) -> Result<(), Fault> {
+    if sign_extend(va, 57) == va {
+        Ok(())
+    } else {
+        Err(non_canonical_57())
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn non_canonical_57() -> Fault {
+    Fault::OutOfRange("not a canonical 57-bit address (bits 56-63 must be equal)".into())
 }
 
 /// The physical address of kernel-map address `va`.
@@ -243,11 +276,7 @@ impl<M: PhysMem> Translator for LinuxX86<M> {
                 len: m.size,
             })
         };
-        let root = Root::Phys(self.root);
-        match &self.paging {
-            Paging::L4(fmt) => fmt.walk(image, &self.mem, root, 48, &mut visit),
-            Paging::L5(fmt) => fmt.walk(image, &self.mem, root, 57, &mut visit),
-        }
-        .map_err(|fault| Error::BadCore(format!("page walk: {fault}")))
+        self.walk(image, &mut visit)
+            .map_err(|fault| Error::BadCore(format!("page walk: {fault}")))
     }
 }
