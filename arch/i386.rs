@@ -303,16 +303,7 @@ impl Translator for I386Elf {
     fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
         check_32bit(va)?;
         let m = self.mmu.translate(image, &self.core, va)?;
-        let span = self
-            .core
-            .locate(m.pa)
-            .ok_or(Fault::NotInDump { pa: m.pa })?;
-        // A superpage may extend past the end of its PT_LOAD segment.
-        let left_in_page = m.size - (va & (m.size - 1));
-        Ok(Span {
-            off: span.off,
-            len: span.len.min(left_in_page),
-        })
+        m.span_in(&self.core, va)
     }
 
     /// Walks the kernel page tables from the root (i386 has no direct map;

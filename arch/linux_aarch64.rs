@@ -23,7 +23,7 @@ use crate::linux::{LinuxCore, Mem, Needs};
 use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::walk::{prot, Page};
+use crate::walk::{linux_page, prot, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_AARCH64;
 
@@ -267,32 +267,6 @@ impl Geometry {
     }
 }
 
-/// The linear map: `[base, base + size)` maps physical from `phys`
-/// (wrapping: with KASLR, `PHYS_OFFSET` is often "negative").
-#[derive(Clone, Copy)]
-struct Linear {
-    base: u64,
-    size: u64,
-    phys: u64,
-}
-
-impl Linear {
-    /// `__phys_to_virt`, 0 outside the map.
-    fn va_of(&self, pa: u64) -> u64 {
-        let d = pa.wrapping_sub(self.phys);
-        if d < self.size {
-            self.base + d
-        } else {
-            0
-        }
-    }
-    /// `__lm_to_phys`, for addresses inside the map.
-    fn pa_of(&self, va: u64) -> Option<u64> {
-        let d = va.wrapping_sub(self.base);
-        (d < self.size).then(|| d.wrapping_add(self.phys))
-    }
-}
-
 struct LinuxArm64<M, const N: usize> {
     mem: M,
     format: Format<N>,
@@ -303,8 +277,9 @@ struct LinuxArm64<M, const N: usize> {
     top: u64,
     /// `KERNELPACMASK`: set in kernel pointers to strip their PAC.
     pac: u64,
-    linear: Option<Linear>,
-    kaslr: u64,
+    /// The linear map (wrapping: with KASLR, `PHYS_OFFSET` is often
+    /// "negative").
+    linear: Option<DirectMap>,
 }
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
@@ -366,7 +341,6 @@ impl<M: PhysMem, const N: usize> LinuxArm64<M, N> {
             top: u64::MAX << g.va_bits,
             pac: info.info.number("KERNELPACMASK").unwrap_or(0) as u64,
             linear: None,
-            kaslr: info.info.kernel_offset().unwrap_or(0),
         };
         // The tables found must map swapper_pg_dir back to itself: a wrong
         // kimage_voffset or root (another kernel's, a lying VMCOREINFO)
@@ -403,15 +377,17 @@ impl<M: PhysMem, const N: usize> LinuxArm64<M, N> {
                     config_va_bits
                 };
                 let base = (1u64 << config_va_bits).wrapping_neg();
-                Linear {
+                // [-(1 << VA_BITS), -(1 << (VA_BITS_MIN - 1))): memory.h
+                DirectMap {
                     base,
-                    size: (1u64 << (min - 1)).wrapping_neg() - base,
+                    end: (1u64 << (min - 1)).wrapping_neg(),
                     phys: phys as u64,
                 }
             } else {
-                Linear {
+                // Before 5.4: the upper half, to the top.
+                DirectMap {
                     base: half.wrapping_neg(),
-                    size: half,
+                    end: 0,
                     phys: phys as u64,
                 }
             }
@@ -467,16 +443,7 @@ impl<M: PhysMem, const N: usize> Translator for LinuxArm64<M, N> {
     #[inline]
     fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
         let m = self.translate(image, va)?;
-        let span = self
-            .mem
-            .locate(m.pa)
-            .ok_or_else(|| self.mem.missing(m.pa))?;
-        // A block may extend past the end of its segment.
-        let left_in_page = m.size - (va & (m.size - 1));
-        Ok(Span {
-            off: span.off,
-            len: span.len.min(left_in_page),
-        })
+        m.span_in(&self.mem, va)
     }
 
     #[inline(always)]
@@ -484,34 +451,17 @@ impl<M: PhysMem, const N: usize> Translator for LinuxArm64<M, N> {
         self.mem.read_at(image, off, buf)
     }
 
-    fn kerndisp(&self) -> i64 {
-        self.kaslr as i64
-    }
-
     /// Walks swapper_pg_dir: leaves of the linear map by their linear
     /// address, others by their kernel address with the linear address
     /// of their memory. (Hierarchical table attributes, PXNTable and
     /// APTable, are not applied to the protection.)
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
-        let lm = self.linear;
+        let lm = self.linear.unwrap_or(DirectMap::NONE);
         let mut visit = |va: u64, m: &Mapping| {
             // TTBR1: every address has the bits above va_bits set.
             let va = va | self.top;
-            // A leaf is the linear map's when it maps its own linear
-            // address.
-            let in_lm = lm.and_then(|l| l.pa_of(va)) == Some(m.pa);
-            f(&Page {
-                paddr: m.pa,
-                kmap_vaddr: if in_lm { 0 } else { va },
-                dmap_vaddr: if in_lm {
-                    va
-                } else {
-                    lm.map_or(0, |l| l.va_of(m.pa))
-                },
-                prot: entry_prot(m.entry),
-                offset: self.mem.file_offset(image, m.pa),
-                len: m.size,
-            })
+            let offset = self.mem.file_offset(image, m.pa);
+            f(&linux_page(&lm, va, m.pa, m.size, entry_prot(m.entry), offset))
         };
         let tables = Tables {
             mem: &self.mem,

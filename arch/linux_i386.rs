@@ -19,7 +19,7 @@ use crate::linux::{LinuxCore, Mem};
 use crate::pagetable::{Mapping, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::walk::{DirectMap, Page};
+use crate::walk::{linux_page, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_386;
 
@@ -119,12 +119,7 @@ impl<M: PhysMem> Translator for LinuxI386<M> {
     #[inline]
     fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
         let m = self.translate(image, va)?;
-        let span = self.mem.locate(m.pa).ok_or_else(|| self.mem.missing(m.pa))?;
-        let left_in_page = m.size - (va & (m.size - 1));
-        Ok(Span {
-            off: span.off,
-            len: span.len.min(left_in_page),
-        })
+        m.span_in(&self.mem, va)
     }
 
     #[inline(always)]
@@ -138,15 +133,8 @@ impl<M: PhysMem> Translator for LinuxI386<M> {
     /// where it is low memory.
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         let mut visit = |va: u64, m: &Mapping| {
-            let linear = self.lowmem.pa_of(va) == Some(m.pa);
-            f(&Page {
-                paddr: m.pa,
-                kmap_vaddr: if linear { 0 } else { va },
-                dmap_vaddr: if linear { va } else { self.lowmem.va_of(m.pa) },
-                prot: entry_prot(m.entry),
-                offset: self.mem.file_offset(image, m.pa),
-                len: m.size,
-            })
+            let offset = self.mem.file_offset(image, m.pa);
+            f(&linux_page(&self.lowmem, va, m.pa, m.size, entry_prot(m.entry), offset))
         };
         let root = Root::Phys(self.root);
         if self.pae {

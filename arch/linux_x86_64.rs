@@ -18,7 +18,7 @@ use crate::linux::{LinuxCore, Mem, Needs};
 use crate::pagetable::{sign_extend, Format, Mapping, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::walk::{DirectMap, Page};
+use crate::walk::{linux_page, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_X86_64;
 
@@ -244,13 +244,7 @@ impl<M: PhysMem> Translator for LinuxX86<M> {
     #[inline]
     fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
         let m = self.translate(image, va)?;
-        let span = self.mem.locate(m.pa).ok_or_else(|| self.mem.missing(m.pa))?;
-        // A superpage may extend past the end of its segment.
-        let left_in_page = m.size - (va & (m.size - 1));
-        Ok(Span {
-            off: span.off,
-            len: span.len.min(left_in_page),
-        })
+        m.span_in(&self.mem, va)
     }
 
     #[inline(always)]
@@ -263,18 +257,8 @@ impl<M: PhysMem> Translator for LinuxX86<M> {
     /// address with the direct-map address of their memory.
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         let mut visit = |va: u64, m: &Mapping| {
-            // The direct map's size follows RAM and other regions follow
-            // it closely: a leaf is the direct map's when it maps its own
-            // direct-map address.
-            let in_dmap = self.dmap.pa_of(va) == Some(m.pa);
-            f(&Page {
-                paddr: m.pa,
-                kmap_vaddr: if in_dmap { 0 } else { va },
-                dmap_vaddr: if in_dmap { va } else { self.dmap.va_of(m.pa) },
-                prot: entry_prot(m.entry),
-                offset: self.mem.file_offset(image, m.pa),
-                len: m.size,
-            })
+            let offset = self.mem.file_offset(image, m.pa);
+            f(&linux_page(&self.dmap, va, m.pa, m.size, entry_prot(m.entry), offset))
         };
         self.walk(image, &mut visit)
             .map_err(|fault| Error::BadCore(format!("page walk: {fault}")))

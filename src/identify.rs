@@ -114,20 +114,7 @@ pub fn refuse_compressed_kernel(kernel: &Image, head: &Head) -> Result<()> {
 /// returns the kernel's ELF identity.
 pub fn check_files(kernel: &Image, khead: &Head, core: &Image, chead: &Head) -> Result<ElfIdent> {
     let kname = |m: String| Error::BadKernel(format!("kernel {}: {m}", kernel.path().display()));
-    if khead.is_dump() && chead.is_executable() {
-        return Err(Error::BadKernel(format!(
-            "kernel {} is a crash dump and core {} an executable: the two look swapped (give \
-             the kernel image first, then the dump)",
-            kernel.path().display(),
-            core.path().display()
-        )));
-    }
-    if khead.is_dump() {
-        return Err(kname(
-            "is a crash dump, not a kernel image (give the kernel image first, then the dump)"
-                .into(),
-        ));
-    }
+    check_order(kernel, khead, core, chead)?;
     let Some(k) = khead.elf() else {
         return Err(kname(
             "is not an ELF file (expected a FreeBSD kernel image)".into(),

@@ -138,7 +138,6 @@ impl OpenOptions {
             Some(path) => {
                 let image = Image::open(path, "kernel", ReadMode::Map)?;
                 let head = Head::read(&image)?;
-                identify::check_order(&image, &head, &core, &chead)?;
                 let kernel = match head.executable() {
                     Some(ident) => Some(
                         Kernel::parse(&image, ident)
@@ -242,6 +241,9 @@ impl OpenOptions {
         chead: &Head,
         l: LinuxCore,
     ) -> Result<Kvm> {
+        if let Some((image, head, _)) = &kfile {
+            identify::check_order(image, head, &core, chead)?;
+        }
         let (kimage, kernel) = match kfile {
             None => (None, Kernel::empty()),
             Some((image, _, Some(k))) if !linux::is_linux_kernel(&k) => {

@@ -132,6 +132,24 @@ pub struct Mapping {
     pub entry: u64,
 }
 
+impl Mapping {
+    /// Where the byte this mapping translated (at virtual `va`) lies in
+    /// `mem`, and how many bytes from there are contiguous: to the end of
+    /// the page or superpage, or of the container's span if that comes
+    /// first (a superpage can extend past the end of an ELF segment).
+    #[inline(always)]
+    pub fn span_in<M: PhysMem>(&self, mem: &M, va: u64) -> Result<Span, Fault> {
+        let Some(span) = mem.locate(self.pa) else {
+            return Err(mem.missing(self.pa));
+        };
+        let left_in_page = self.size - (va & (self.size - 1));
+        Ok(Span {
+            off: span.off,
+            len: span.len.min(left_in_page),
+        })
+    }
+}
+
 impl<const N: usize> Format<N> {
     /// This format with `bits` cleared from every frame mask (bits the
     /// hardware takes for something else, such as AMD's memory-encryption

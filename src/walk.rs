@@ -60,19 +60,51 @@ impl DirectMap {
         phys: 0,
     };
 
+    /// Bytes the map spans (`end` may wrap to 0 at the top of the address
+    /// space, and `phys` may be "negative": arm64's PHYS_OFFSET under
+    /// KASLR, so arithmetic wraps).
+    fn size(&self) -> u64 {
+        self.end.wrapping_sub(self.base)
+    }
+
     /// The direct-map address of `pa`, or 0 when the map does not cover it.
     pub fn va_of(&self, pa: u64) -> u64 {
-        match pa.checked_sub(self.phys) {
-            Some(d) if d < self.end - self.base => self.base + d,
-            _ => 0,
+        let d = pa.wrapping_sub(self.phys);
+        if d < self.size() {
+            self.base.wrapping_add(d)
+        } else {
+            0
         }
     }
 
     /// The physical address of direct-map address `va`, if it is in range.
     pub fn pa_of(&self, va: u64) -> Option<u64> {
-        if va < self.base || va >= self.end {
-            return None;
-        }
-        (va - self.base).checked_add(self.phys)
+        let d = va.wrapping_sub(self.base);
+        (d < self.size()).then(|| d.wrapping_add(self.phys))
+    }
+}
+
+/// A leaf as `kvm_walk_pages` reports it on a Linux dump: a leaf that
+/// maps its own address in the linear (direct) map `linear` belongs to
+/// that map and is reported by that address alone; any other leaf by its
+/// own address, with the linear address of its memory where there is one.
+/// (The linear map's size follows RAM and other regions start close
+/// after it, so a range test would misfile them.)
+pub fn linux_page(
+    linear: &DirectMap,
+    va: u64,
+    pa: u64,
+    size: u64,
+    prot: u8,
+    offset: Option<u64>,
+) -> Page {
+    let in_linear = linear.pa_of(va) == Some(pa);
+    Page {
+        paddr: pa,
+        kmap_vaddr: if in_linear { 0 } else { va },
+        dmap_vaddr: if in_linear { va } else { linear.va_of(pa) },
+        prot,
+        offset,
+        len: size,
     }
 }
