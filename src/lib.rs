@@ -42,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+mod bitmap;
 mod capi;
 mod cold;
 mod elfcore;

@@ -87,7 +87,13 @@ impl LinuxCore {
 
     fn from_kdump(core: &Image) -> Result<Self> {
         let first = Kdump::parse(core, None)?;
-        let info = VmcoreInfo::parse(first.vmcoreinfo().unwrap_or_default());
+        // The sub-header's VMCOREINFO, else the VMCOREINFO note among the
+        // ELF notes it also carries.
+        let info = match first.vmcoreinfo() {
+            Some(text) => VmcoreInfo::parse(text),
+            None => vmcoreinfo_note(first.notes().unwrap_or_default(), first.big_endian())
+                .unwrap_or_default(),
+        };
         // The kernel's page size, where VMCOREINFO gives it, rules the
         // bitmap (QEMU writes aarch64 dumps with 64 KiB blocks for 4 KiB
         // pages: FORMAT-NOTES).

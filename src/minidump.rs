@@ -6,6 +6,7 @@
 //! is O(1): a prefix popcount per 64-bit bitmap word, as `_kvm_pt_init` and
 //! `_kvm_pt_find` in `lib/libkvm/kvm_private.c` do.
 
+use crate::bitmap::{Builder, RankIndex, BLOCK_BYTES};
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::pagetable::{Format, Root};
@@ -37,34 +38,14 @@ struct AvailRange {
     first_bit: u64,
 }
 
-/// Bits per block of the bitmap index (64 words).
-const BLOCK_BITS: u64 = 4096;
-/// `Minidump::top` entry of a block with no bit set.
-const EMPTY: u32 = u32::MAX;
-
-/// 64 bitmap words that hold at least one set bit, each with the number of
-/// set bits in the whole bitmap before it: a word and its rank share a
-/// cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Block([[u64; 2]; 64]);
-
-/// Physical memory of a minidump.
-///
-/// The page bitmap is indexed per block of 4096 bits: a table with one
-/// entry per block (1/128 of the bitmap's size) names the copy of each
-/// block that has a bit set, with ranks, so a lookup is O(1), and memory
-/// follows the pages the dump really holds rather than the bitmap size a
-/// header claims.
+/// Physical memory of a minidump: the page bitmap under a rank index
+/// ([`crate::bitmap`]), so a lookup is O(1) and memory follows the pages
+/// the dump really holds.
 pub struct Minidump {
     page_shift: u32,
     sparse_off: u64,
-    /// For each block of the bitmap, its index in `blocks`, or `EMPTY`.
-    top: Vec<u32>,
-    /// The blocks with a bit set, in bitmap order.
-    blocks: Vec<Block>,
-    /// Set bits in the bitmap: the dumped pages.
-    total: u64,
+    /// The bitmap's set bits: the dumped pages.
+    bits: RankIndex,
     /// dump_avail ranges (`None`: bit N is physical page N).
     avail: Option<Vec<AvailRange>>,
     /// The largest dump_avail range, tried first.
@@ -221,38 +202,11 @@ impl Minidump {
         debug_assert!(ps.is_power_of_two());
         let (boff, bsize) = layout.bitmap;
         let oom = |what: &str| Error::OutOfMemory(format!("the index of the minidump {what}"));
-        let mut top = Vec::new();
-        top.try_reserve_exact(bsize.div_ceil(BLOCK_BITS / 8) as usize)
-            .map_err(|_| oom("bitmap"))?;
-        let mut blocks = Vec::new();
-        let mut total = 0u64;
-        let mut failed = false;
-        let read = image.for_each_piece(boff, bsize, (BLOCK_BITS / 8) as usize, |piece| {
-            if failed {
-                return;
-            }
-            if piece.iter().all(|&b| b == 0) {
-                top.push(EMPTY);
-                return;
-            }
-            let mut block = Block([[0; 2]; 64]);
-            for (i, c) in piece.chunks(8).enumerate() {
-                let mut b = [0u8; 8];
-                b[..c.len()].copy_from_slice(c);
-                let w = u64::from_le_bytes(b);
-                block.0[i] = [w, total];
-                total += u64::from(w.count_ones());
-            }
-            if blocks.try_reserve(1).is_err() {
-                failed = true;
-                return;
-            }
-            top.push(blocks.len() as u32);
-            blocks.push(block);
+        let mut builder = Builder::new(bsize).ok_or_else(|| oom("bitmap"))?;
+        let read = image.for_each_piece(boff, bsize, BLOCK_BYTES, |piece| {
+            builder.push(piece, |_| !0)
         });
-        if failed {
-            return Err(oom("bitmap"));
-        }
+        let bits = builder.finish().ok_or_else(|| oom("bitmap"))?;
         if !read {
             return Err(Error::BadCore(format!(
                 "minidump bitmap ({bsize} bytes at offset {boff:#x}) lies past the end of the \
@@ -260,6 +214,7 @@ impl Minidump {
                 image.len()
             )));
         }
+        let total = bits.total();
         let need = total
             .checked_mul(ps)
             .and_then(|n| n.checked_add(layout.sparse_off));
@@ -286,9 +241,7 @@ impl Minidump {
         Ok(Minidump {
             page_shift: ps.trailing_zeros(),
             sparse_off: layout.sparse_off,
-            top,
-            blocks,
-            total,
+            bits,
             avail,
             main,
         })
@@ -315,13 +268,6 @@ impl Minidump {
         (page < r.end).then(|| r.first_bit + (page - r.first))
     }
 
-    /// The index of `bit`'s block in `blocks`, if the block has a bit set.
-    #[inline(always)]
-    fn block_of(&self, bit: u64) -> Option<usize> {
-        let b = *self.top.get(usize::try_from(bit / BLOCK_BITS).ok()?)?;
-        (b != EMPTY).then_some(b as usize)
-    }
-
     /// Physical page of bitmap bit `bit` (the inverse of `bit_of`); `None`
     /// for a bit past the last dump_avail range (a corrupt bitmap).
     fn page_of(&self, bit: u64) -> Option<u64> {
@@ -336,27 +282,18 @@ impl Minidump {
     /// Physical addresses of the dumped pages, in file order, leaving out
     /// those marked in `skip`.
     fn pages_except<'a>(&'a self, skip: Option<&'a Reached>) -> impl Iterator<Item = u64> + 'a {
-        let blocks = self.top.iter().enumerate().filter(|&(_, &b)| b != EMPTY);
-        blocks.flat_map(move |(no, &b)| {
-            let (bi, bit0) = (b as usize, no as u64 * BLOCK_BITS);
-            self.blocks[bi]
-                .0
-                .iter()
-                .enumerate()
-                .flat_map(move |(wi, &[w, _])| {
-                    let mut w = w & !skip.map_or(0, |r| r.0[bi][wi]);
-                    let base = bit0 + wi as u64 * 64;
-                    std::iter::from_fn(move || {
-                        if w == 0 {
-                            return None;
-                        }
-                        let b = w.trailing_zeros();
-                        w &= w - 1;
-                        Some(self.page_of(base + u64::from(b)))
-                    })
-                    .flatten()
-                    .map(|page| page << self.page_shift)
-                })
+        self.bits.words().flat_map(move |(bi, wi, base, w)| {
+            let mut w = w & !skip.map_or(0, |r| r.0[bi][wi]);
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some(self.page_of(base + u64::from(b)))
+            })
+            .flatten()
+            .map(|page| page << self.page_shift)
         })
     }
 }
@@ -421,12 +358,7 @@ impl PhysMem for Minidump {
     #[inline]
     fn locate(&self, pa: u64) -> Option<Span> {
         let bit = self.bit_of(pa >> self.page_shift)?;
-        let [word, rank] = self.blocks[self.block_of(bit)?].0[(bit / 64 % 64) as usize];
-        let mask = 1u64 << (bit % 64);
-        if word & mask == 0 {
-            return None;
-        }
-        let index = rank + u64::from((word & (mask - 1)).count_ones());
+        let index = self.bits.rank(bit)?;
         let in_page = pa & (self.page_size() - 1);
         Some(Span {
             off: self.sparse_off + (index << self.page_shift) + in_page,
@@ -436,7 +368,7 @@ impl PhysMem for Minidump {
 
     fn held_pages(&self) -> u64 {
         // A 16 KiB-page dump holds four 4 KiB pages per bit.
-        self.total << (self.page_shift - 12)
+        self.bits.total() << (self.page_shift - 12)
     }
 }
 
@@ -454,7 +386,7 @@ impl Minidump {
             let Some(bit) = self.bit_of(page) else {
                 continue;
             };
-            if let Some(b) = self.block_of(bit) {
+            if let Some(b) = self.bits.block_of(bit) {
                 reached.0[b][(bit / 64 % 64) as usize] |= 1 << (bit % 64);
             }
         }
@@ -479,9 +411,9 @@ impl Minidump {
         if has_dmap {
             reached
                 .0
-                .try_reserve_exact(self.blocks.len())
+                .try_reserve_exact(self.bits.blocks())
                 .map_err(|_| Error::OutOfMemory("a page walk's record of pages".into()))?;
-            reached.0.resize(self.blocks.len(), [0; 64]);
+            reached.0.resize(self.bits.blocks(), [0; 64]);
         }
         let done = format.walk(image, self, root, 64, &mut |va, m| {
             if has_dmap {

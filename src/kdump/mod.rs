@@ -35,14 +35,21 @@
 //! array of sequence-locked slots), so repeated reads of a page cost a few
 //! atomic loads and no system call or allocation.
 
-#![allow(dead_code)] // the glue to the backends comes separately
-
+use crate::bitmap::{Builder, RankIndex, BLOCK_BYTES};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::physmem::{PhysMem, Span};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
+
+mod cache;
+mod codec;
+mod flat;
+
+use cache::*;
+use codec::*;
+use flat::*;
 
 // ---------------------------------------------------------------------------
 // On-disk constants and layouts.
@@ -69,8 +76,8 @@ const DUMP_DH_COMPRESSED_SNAPPY: u32 = 0x4;
 /// incomplete (`check_and_modify_kdump_headers`); descriptors past what was
 /// written read as zero (crash's `cache_page` reports such pages incomplete).
 const DUMP_DH_COMPRESSED_INCOMPLETE: u32 = 0x8;
-/// Header `status` only: unused vmemmap pages were excluded (`-e`).
-const DUMP_DH_EXCLUDED_VMEMMAP: u32 = 0x10;
+// 0x10, DUMP_DH_EXCLUDED_VMEMMAP: header `status` only (unused vmemmap
+// pages excluded, `-e`); nothing for a reader to do.
 const DUMP_DH_COMPRESSED_ZSTD: u32 = 0x20;
 
 /// `struct disk_dump_header` offsets. Both word sizes share the first
@@ -82,8 +89,8 @@ const DUMP_DH_COMPRESSED_ZSTD: u32 = 0x20;
 const H_VERSION: usize = 8;
 const H_UTSNAME: usize = 12;
 const UTS_FIELD: usize = 65;
-/// new_utsname field indexes: sysname, nodename, release, version, machine.
-const UTS_RELEASE: usize = 2;
+/// new_utsname field indexes: sysname, nodename, release, version, machine
+/// (the machine is the one read: VMCOREINFO gives the release).
 const UTS_MACHINE: usize = 4;
 const H_STATUS_64: usize = 424;
 const H_STATUS_32: usize = 412;
@@ -203,333 +210,10 @@ const MIN_SLOTS: usize = 8;
 const WAYS: usize = 4;
 
 // ---------------------------------------------------------------------------
-// The bytes of the dump: the file itself, or a flattened stream reassembled.
+// The 2nd bitmap's rank index (crate::bitmap).
 
-/// One record of a flattened stream, after merging: dump bytes
-/// `[virt, virt + len)` are file bytes from `file`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Rec {
-    virt: u64,
-    len: u64,
-    file: u64,
-}
-
-/// A flattened stream's index: its records sorted by dump offset, disjoint
-/// (a later record overrides an earlier one for the bytes they share, as
-/// `makedumpfile -R` writing them in order leaves them). Dump bytes no
-/// record covers read as zeros, as the holes of a rearranged file do.
-#[derive(Debug, Default)]
-struct Flat {
-    recs: Vec<Rec>,
-    /// End of the furthest record: the reassembled dump's length.
-    vlen: u64,
-    /// Bytes the records hold, after merging.
-    held: u64,
-}
-
-/// Where the dump's bytes are.
-enum Source {
-    Plain,
-    Flat(Flat),
-}
-
-impl Flat {
-    /// Indexes the records of the flattened stream in `image` (which starts
-    /// with a makedumpfile header), checking each against the file.
-    fn parse(image: &Image) -> Result<Flat> {
-        let head: [u8; 32] = image.header(0).ok_or_else(|| {
-            Error::BadCore(format!(
-                "makedumpfile flattened header: the {}-byte file is too short",
-                image.len()
-            ))
-        })?;
-        // struct makedumpfile_header: signature[16], int64_t type, version,
-        // big-endian ("change the values to big endian", makedumpfile.h).
-        let typ = i64::from_be_bytes(head[16..24].try_into().unwrap());
-        if typ != TYPE_FLAT_HEADER {
-            return Err(Error::BadCore(format!(
-                "makedumpfile flattened header: type {typ} (expected {TYPE_FLAT_HEADER}, \
-                 TYPE_FLAT_HEADER)"
-            )));
-        }
-        let len = image.len();
-        let mut raw: Vec<(u64, u64, u64)> = Vec::new();
-        let mut pos = MDF_HEADER_SIZE;
-        loop {
-            // struct makedumpfile_data_header: int64_t offset, buf_size, big-endian.
-            let Some(h) = image.array::<16>(pos) else {
-                return Err(Error::BadCore(format!(
-                    "flattened stream cut short: no record header at file offset {pos:#x} \
-                     (the file ends at {len:#x}, before the end mark)"
-                )));
-            };
-            let off = i64::from_be_bytes(h[..8].try_into().unwrap());
-            let size = i64::from_be_bytes(h[8..].try_into().unwrap());
-            if off == END_FLAG_FLAT_HEADER && size == END_FLAG_FLAT_HEADER {
-                break;
-            }
-            let data = pos + 16;
-            let (Ok(o), Ok(s)) = (u64::try_from(off), u64::try_from(size)) else {
-                return Err(Error::BadCore(format!(
-                    "flattened stream: the record at file offset {pos:#x} has offset {off} and \
-                     size {size} (expected both >= 0, or -1 and -1 to end the stream)"
-                )));
-            };
-            if o.checked_add(s).is_none_or(|e| e > i64::MAX as u64) {
-                return Err(Error::BadCore(format!(
-                    "flattened stream: the record at file offset {pos:#x} ({s} bytes at dump \
-                     offset {o:#x}) overflows"
-                )));
-            }
-            if data.checked_add(s).is_none_or(|e| e > len) {
-                return Err(Error::BadCore(format!(
-                    "flattened stream cut short: the record at file offset {pos:#x} holds {s} \
-                     bytes for dump offset {o:#x}, but the file ends at {len:#x}"
-                )));
-            }
-            if s > 0 {
-                raw.try_reserve(1)
-                    .map_err(|_| Error::OutOfMemory("the flattened stream's index".into()))?;
-                raw.push((o, s, data));
-            }
-            pos = data + s;
-        }
-        Flat::merge(raw)
-    }
-
-    /// Sorts records `(dump offset, size, file offset)`, given in stream
-    /// order, into disjoint runs; where they overlap, the later one wins.
-    fn merge(raw: Vec<(u64, u64, u64)>) -> Result<Flat> {
-        let oom = || Error::OutOfMemory("the flattened stream's index".into());
-        let mut sorted: Vec<(u64, u64, u64, usize)> = Vec::new();
-        sorted.try_reserve_exact(raw.len()).map_err(|_| oom())?;
-        sorted.extend(raw.iter().enumerate().map(|(i, &(o, s, f))| (o, s, f, i)));
-        sorted.sort_unstable_by_key(|r| (r.0, r.3));
-        let overlaps = sorted.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0);
-        let mut recs: Vec<Rec> = Vec::new();
-        if !overlaps {
-            recs.try_reserve_exact(sorted.len()).map_err(|_| oom())?;
-            recs.extend(
-                sorted
-                    .iter()
-                    .map(|&(virt, len, file, _)| Rec { virt, len, file }),
-            );
-        } else {
-            // Insert in stream order, cutting what each record covers out
-            // of those before it: O(n log n), and as many runs as records
-            // plus the pieces cut in two.
-            drop(sorted);
-            let mut map: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-            for &(s, len, f) in &raw {
-                let e = s + len;
-                if let Some((&a, &(b, fo))) = map.range(..s).next_back() {
-                    if b > s {
-                        map.insert(a, (s, fo));
-                        if b > e {
-                            map.insert(e, (b, fo + (e - a)));
-                        }
-                    }
-                }
-                while let Some((&a, &(b, fo))) = map.range(s..e).next() {
-                    map.remove(&a);
-                    if b > e {
-                        map.insert(e, (b, fo + (e - a)));
-                    }
-                }
-                map.insert(s, (e, f));
-            }
-            recs.try_reserve_exact(map.len()).map_err(|_| oom())?;
-            recs.extend(map.into_iter().map(|(virt, (end, file))| Rec {
-                virt,
-                len: end - virt,
-                file,
-            }));
-        }
-        let vlen = recs.last().map_or(0, |r| r.virt + r.len);
-        let held = recs.iter().map(|r| r.len).sum();
-        Ok(Flat { recs, vlen, held })
-    }
-
-    /// Index of the first record that ends after `off`.
-    #[inline]
-    fn first_after(&self, off: u64) -> usize {
-        self.recs.partition_point(|r| r.virt + r.len <= off)
-    }
-
-    /// Copies dump bytes `[off, off + buf.len())` into `buf` (holes read as
-    /// zeros) with `read(file_offset, piece)`; false past the end of the
-    /// dump or when `read` fails.
-    fn read(&self, off: u64, buf: &mut [u8], mut read: impl FnMut(u64, &mut [u8]) -> bool) -> bool {
-        let Some(end) = off
-            .checked_add(buf.len() as u64)
-            .filter(|&e| e <= self.vlen)
-        else {
-            return false;
-        };
-        let mut i = self.first_after(off);
-        let mut at = off;
-        while at < end {
-            let lo = (at - off) as usize;
-            match self.recs.get(i) {
-                Some(r) if r.virt <= at => {
-                    let stop = end.min(r.virt + r.len);
-                    let hi = (stop - off) as usize;
-                    if !read(r.file + (at - r.virt), &mut buf[lo..hi]) {
-                        return false;
-                    }
-                    at = stop;
-                    i += 1;
-                }
-                next => {
-                    let stop = next.map_or(end, |r| r.virt.min(end));
-                    buf[lo..(stop - off) as usize].fill(0);
-                    at = stop;
-                }
-            }
-        }
-        true
-    }
-
-    /// The single record holding all of `[off, off + len)`, as a file offset.
-    #[inline]
-    fn contiguous(&self, off: u64, len: u64) -> Option<u64> {
-        let r = self.recs.get(self.first_after(off))?;
-        (r.virt <= off && off.checked_add(len)? <= r.virt + r.len).then(|| r.file + (off - r.virt))
-    }
-}
-
-impl Source {
-    /// Length of the dump's bytes.
-    fn len(&self, image: &Image) -> u64 {
-        match self {
-            Source::Plain => image.len(),
-            Source::Flat(f) => f.vlen,
-        }
-    }
-
-    /// Bytes the file really holds.
-    fn held(&self, image: &Image) -> u64 {
-        match self {
-            Source::Plain => image.len(),
-            Source::Flat(f) => f.held,
-        }
-    }
-
-    /// Fills `buf` from dump offset `off` with `pread` (for what is read
-    /// once); false if the dump does not hold it all.
-    fn read_exact(&self, image: &Image, off: u64, buf: &mut [u8]) -> bool {
-        match self {
-            Source::Plain => image.read_exact_at(off, buf),
-            Source::Flat(f) => f.read(off, buf, |o, b| image.read_exact_at(o, b)),
-        }
-    }
-
-    /// The bytes at dump offset `off`: borrowed from the mapped file when
-    /// they are contiguous there, else copied into `buf`.
-    #[inline]
-    fn view<'a>(&'a self, image: &'a Image, off: u64, buf: &'a mut [u8]) -> Option<&'a [u8]> {
-        match self {
-            Source::Plain => image.view(off, buf),
-            Source::Flat(f) => match f.contiguous(off, buf.len() as u64) {
-                Some(fo) => image.view(fo, buf),
-                None => {
-                    let ok = f.read(off, buf, |o, b| {
-                        image.read_at(o, b).is_ok_and(|n| n == b.len())
-                    });
-                    ok.then_some(&*buf)
-                }
-            },
-        }
-    }
-
-    /// `N` bytes at dump offset `off`.
-    #[inline]
-    fn array<const N: usize>(&self, image: &Image, off: u64) -> Option<[u8; N]> {
-        match self {
-            Source::Plain => image.array(off),
-            Source::Flat(f) => match f.contiguous(off, N as u64) {
-                Some(fo) => image.array(fo),
-                None => {
-                    let mut b = [0u8; N];
-                    f.read(off, &mut b, |o, p| image.read_exact_at(o, p))
-                        .then_some(b)
-                }
-            },
-        }
-    }
-
-    /// The data path: copies the bytes at dump offset `off` into `buf`;
-    /// how many there were (fewer only at the end of a plain file).
-    #[inline]
-    fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
-        match self {
-            Source::Plain => image.read_at(off, buf),
-            Source::Flat(f) => {
-                let mut err = None;
-                let ok = f.read(off, buf, |o, b| match image.read_at(o, b) {
-                    Ok(n) => n == b.len(),
-                    Err(e) => {
-                        err = Some(e);
-                        false
-                    }
-                });
-                match err {
-                    Some(e) => Err(e),
-                    None if ok => Ok(buf.len()),
-                    None => Ok(0),
-                }
-            }
-        }
-    }
-
-    /// Calls `f` on `[off, off + len)` in pieces of `piece` bytes, in order,
-    /// read with `pread`; false if the dump does not hold it all.
-    fn for_each_piece(
-        &self,
-        image: &Image,
-        off: u64,
-        len: u64,
-        piece: usize,
-        mut f: impl FnMut(&[u8]),
-    ) -> bool {
-        match self {
-            Source::Plain => image.for_each_piece(off, len, piece, f),
-            Source::Flat(flat) => {
-                let Some(end) = off.checked_add(len).filter(|&e| e <= flat.vlen) else {
-                    return false;
-                };
-                let chunk = piece * (65536 / piece).max(1);
-                let mut buf = vec![0u8; chunk.min(len as usize)];
-                let mut at = off;
-                while at < end {
-                    let n = chunk.min((end - at) as usize);
-                    if !flat.read(at, &mut buf[..n], |o, b| image.read_exact_at(o, b)) {
-                        return false;
-                    }
-                    buf[..n].chunks(piece).for_each(&mut f);
-                    at += n as u64;
-                }
-                true
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The 2nd bitmap's rank index (the scheme of crate::minidump).
-
-/// Bits per block of the bitmap index (64 words).
-const BLOCK_BITS: u64 = 4096;
-/// `top` entry of a block with no bit set.
-const EMPTY: u32 = u32::MAX;
-
-/// 64 bitmap words holding at least one set bit, each with the number of
-/// set bits before it in the whole bitmap.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Block([[u64; 2]; 64]);
-
-/// The set bits of a bitmap in `[lo, hi)` (a split dump's pfn range).
+/// The set bits of a bitmap word whose first bit is `base` that lie in
+/// `[lo, hi)` (a split dump's pfn range).
 fn mask_word(base: u64, lo: u64, hi: u64) -> u64 {
     let bit = |x: u64| -> u64 {
         // Mask of the bits of this word below bit number x.
@@ -544,82 +228,30 @@ fn mask_word(base: u64, lo: u64, hi: u64) -> u64 {
     bit(hi) & !bit(lo)
 }
 
-/// The rank index over a bitmap.
-struct Rank {
-    top: Vec<u32>,
-    blocks: Vec<Block>,
-    total: u64,
-}
-
-impl Rank {
-    /// Indexes the bitmap `[off, off + len)` of the dump, counting only the
-    /// bits in `[lo, hi)`.
-    fn build(src: &Source, image: &Image, off: u64, len: u64, lo: u64, hi: u64) -> Result<Rank> {
-        let oom = || Error::OutOfMemory("the index of the kdump bitmap".into());
-        let mut top = Vec::new();
-        top.try_reserve_exact(len.div_ceil(BLOCK_BITS / 8) as usize)
-            .map_err(|_| oom())?;
-        let mut blocks: Vec<Block> = Vec::new();
-        let mut total = 0u64;
-        let mut failed = false;
-        let mut bit0 = 0u64;
-        let read = src.for_each_piece(image, off, len, (BLOCK_BITS / 8) as usize, |piece| {
-            let base = bit0;
-            bit0 += BLOCK_BITS;
-            if failed {
-                return;
-            }
-            if piece.iter().all(|&b| b == 0) || base >= hi || base + BLOCK_BITS <= lo {
-                top.push(EMPTY);
-                return;
-            }
-            let mut block = Block([[0; 2]; 64]);
-            let mut any = false;
-            for (i, c) in piece.chunks(8).enumerate() {
-                let mut b = [0u8; 8];
-                b[..c.len()].copy_from_slice(c);
-                // Bits are numbered LSB first in each byte: a little-endian
-                // word numbers them in order, whatever the dump's byte order.
-                let w = u64::from_le_bytes(b) & mask_word(base + 64 * i as u64, lo, hi);
-                block.0[i] = [w, total];
-                total += u64::from(w.count_ones());
-                any |= w != 0;
-            }
-            if !any {
-                top.push(EMPTY);
-                return;
-            }
-            if blocks.try_reserve(1).is_err() || blocks.len() >= EMPTY as usize {
-                failed = true;
-                return;
-            }
-            top.push(blocks.len() as u32);
-            blocks.push(block);
-        });
-        if failed {
-            return Err(oom());
-        }
-        if !read {
-            return Err(Error::BadCore(format!(
-                "the 2nd bitmap ({len} bytes at offset {off:#x}) lies past the end of the \
-                 {}-byte dump",
-                src.len(image)
-            )));
-        }
-        Ok(Rank { top, blocks, total })
+/// Indexes the bitmap `[off, off + len)` of the dump, counting only the
+/// bits in `[lo, hi)`.
+fn rank_index(
+    src: &Source,
+    image: &Image,
+    off: u64,
+    len: u64,
+    lo: u64,
+    hi: u64,
+) -> Result<RankIndex> {
+    let oom = || Error::OutOfMemory("the index of the kdump bitmap".into());
+    let mut builder = Builder::new(len).ok_or_else(oom)?;
+    let read = src.for_each_piece(image, off, len, BLOCK_BYTES, |piece| {
+        builder.push(piece, |base| mask_word(base, lo, hi))
+    });
+    let index = builder.finish().ok_or_else(oom)?;
+    if !read {
+        return Err(Error::BadCore(format!(
+            "the 2nd bitmap ({len} bytes at offset {off:#x}) lies past the end of the {}-byte \
+             dump",
+            src.len(image)
+        )));
     }
-
-    /// The number of set bits before `bit`, if `bit` is set.
-    #[inline(always)]
-    fn index(&self, bit: u64) -> Option<u64> {
-        let b = *self.top.get(usize::try_from(bit / BLOCK_BITS).ok()?)?;
-        if b == EMPTY {
-            return None;
-        }
-        let [word, rank] = self.blocks[b as usize].0[(bit / 64 % 64) as usize];
-        let mask = 1u64 << (bit % 64);
-        (word & mask != 0).then(|| rank + u64::from((word & (mask - 1)).count_ones()))
-    }
+    Ok(index)
 }
 
 /// Runs of set bits of the 1st bitmap (pages that exist), to tell filtered
@@ -691,391 +323,6 @@ fn runs_of(
 }
 
 // ---------------------------------------------------------------------------
-// The cache of decompressed pages.
-
-/// A slot's tag: a sequence lock (odd while a writer fills the slot) and
-/// the page it holds, plus one (0: empty).
-#[derive(Default)]
-struct Tag {
-    seq: AtomicU64,
-    key: AtomicU64,
-}
-
-/// A set-associative cache of decompressed pages: `WAYS` slots per set,
-/// each a sequence lock over the page's words, so readers never block or
-/// allocate, and a reader racing a writer misses and decompresses itself.
-struct Cache {
-    words_per: usize,
-    set_bits: u32,
-    tags: Box<[Tag]>,
-    hands: Box<[AtomicU32]>,
-    words: Box<[AtomicU64]>,
-}
-
-impl Cache {
-    /// A cache of about `CACHE_BYTES` for pages of `unit` bytes.
-    fn new(unit: u64) -> Result<Cache> {
-        let want = ((CACHE_BYTES / unit) as usize).max(MIN_SLOTS) / WAYS;
-        let set_bits = usize::BITS - 1 - want.max(1).leading_zeros();
-        let slots = WAYS << set_bits;
-        let words_per = (unit / 8) as usize;
-        let oom = || Error::OutOfMemory("the cache of decompressed kdump pages".into());
-        let mut words = Vec::new();
-        words
-            .try_reserve_exact(slots * words_per)
-            .map_err(|_| oom())?;
-        words.resize_with(slots * words_per, || AtomicU64::new(0));
-        let mut tags = Vec::new();
-        tags.try_reserve_exact(slots).map_err(|_| oom())?;
-        tags.resize_with(slots, Tag::default);
-        let mut hands = Vec::new();
-        hands.try_reserve_exact(1 << set_bits).map_err(|_| oom())?;
-        hands.resize_with(1 << set_bits, || AtomicU32::new(0));
-        Ok(Cache {
-            words_per,
-            set_bits,
-            tags: tags.into_boxed_slice(),
-            hands: hands.into_boxed_slice(),
-            words: words.into_boxed_slice(),
-        })
-    }
-
-    #[inline(always)]
-    fn set_of(&self, unit: u64) -> usize {
-        if self.set_bits == 0 {
-            return 0;
-        }
-        (unit.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.set_bits)) as usize
-    }
-
-    /// Copies bytes `off..off + out.len()` of page `unit` into `out` if the
-    /// cache holds it.
-    #[inline]
-    fn get(&self, unit: u64, off: usize, out: &mut [u8]) -> bool {
-        let key = unit.wrapping_add(1);
-        let set = self.set_of(unit) * WAYS;
-        for slot in set..set + WAYS {
-            let tag = &self.tags[slot];
-            if tag.key.load(Relaxed) != key {
-                continue;
-            }
-            let seq = tag.seq.load(Acquire);
-            if seq & 1 != 0 || tag.key.load(Relaxed) != key {
-                return false;
-            }
-            let words = &self.words[slot * self.words_per..(slot + 1) * self.words_per];
-            let end = off + out.len();
-            for w in off / 8..end.div_ceil(8) {
-                let bytes = words[w].load(Relaxed).to_ne_bytes();
-                let (lo, hi) = ((w * 8).max(off), (w * 8 + 8).min(end));
-                out[lo - off..hi - off].copy_from_slice(&bytes[lo - w * 8..hi - w * 8]);
-            }
-            fence(Acquire);
-            return tag.seq.load(Relaxed) == seq;
-        }
-        false
-    }
-
-    /// Stores page `unit` (`data`: a whole page), unless another thread is
-    /// writing the slot it would take.
-    fn put(&self, unit: u64, data: &[u8]) {
-        let set = self.set_of(unit);
-        let first = set * WAYS;
-        let way = (first..first + WAYS)
-            .find(|&s| self.tags[s].key.load(Relaxed) == 0)
-            .unwrap_or_else(|| first + self.hands[set].fetch_add(1, Relaxed) as usize % WAYS);
-        let tag = &self.tags[way];
-        let seq = tag.seq.load(Relaxed);
-        if seq & 1 != 0
-            || tag
-                .seq
-                .compare_exchange(seq, seq + 1, Acquire, Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        fence(Release);
-        let words = &self.words[way * self.words_per..(way + 1) * self.words_per];
-        for (w, bytes) in words.iter().zip(data.chunks_exact(8)) {
-            w.store(u64::from_ne_bytes(bytes.try_into().unwrap()), Relaxed);
-        }
-        tag.key.store(unit.wrapping_add(1), Relaxed);
-        tag.seq.store(seq + 2, Release);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Codecs.
-
-/// Per-thread buffers and decoder states, reused so that a warm reader
-/// does not allocate.
-#[derive(Default)]
-struct Scratch {
-    input: Vec<u8>,
-    out: Vec<u8>,
-    #[cfg(feature = "zlib")]
-    zlib: Option<flate2::Decompress>,
-    #[cfg(feature = "zstd")]
-    zstd: Option<ruzstd::decoding::FrameDecoder>,
-}
-
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
-
-/// The codec a descriptor's flags name, in the order readers test them
-/// (makedumpfile's and crash's `if ... else if`): zlib, lzo, snappy, zstd.
-fn codec_of(flags: u32) -> Option<(u32, &'static str)> {
-    [
-        (DUMP_DH_COMPRESSED_ZLIB, "zlib"),
-        (DUMP_DH_COMPRESSED_LZO, "lzo"),
-        (DUMP_DH_COMPRESSED_SNAPPY, "snappy"),
-        (DUMP_DH_COMPRESSED_ZSTD, "zstd"),
-    ]
-    .into_iter()
-    .find(|&(bit, _)| flags & bit != 0)
-}
-
-/// Decompresses `input` (codec `codec`) into `out`, which must come out
-/// exactly full; the error says why not.
-fn decompress(s: &mut Scratch, codec: u32, input: &[u8], out: &mut [u8]) -> Result<(), String> {
-    let n = out.len();
-    let size = |got: usize| {
-        if got == n {
-            Ok(())
-        } else {
-            Err(format!("decompresses to {got} bytes, not a page of {n}"))
-        }
-    };
-    match codec {
-        DUMP_DH_COMPRESSED_ZLIB => {
-            #[cfg(feature = "zlib")]
-            {
-                // makedumpfile's compress2() and QEMU's write zlib-wrapped
-                // deflate streams.
-                use flate2::{Decompress, FlushDecompress, Status};
-                let z = s.zlib.get_or_insert_with(|| Decompress::new(true));
-                z.reset(true);
-                let status = z
-                    .decompress(input, out, FlushDecompress::Finish)
-                    .map_err(|e| format!("is corrupt ({e})"))?;
-                let got = z.total_out() as usize;
-                match status {
-                    Status::StreamEnd => size(got),
-                    _ if got == n => Err(format!("expands past a page of {n} bytes")),
-                    _ => Err(format!("ends early, after {got} of a page's {n} bytes")),
-                }
-            }
-            #[cfg(not(feature = "zlib"))]
-            {
-                let _ = (s, input, size);
-                Err(missing_codec("zlib"))
-            }
-        }
-        DUMP_DH_COMPRESSED_LZO => {
-            #[cfg(feature = "lzo")]
-            {
-                let _ = s;
-                let got = lzo1x_decompress(input, out).map_err(str::to_owned)?;
-                size(got)
-            }
-            #[cfg(not(feature = "lzo"))]
-            {
-                let _ = (s, input, size);
-                Err(missing_codec("lzo"))
-            }
-        }
-        DUMP_DH_COMPRESSED_SNAPPY => {
-            #[cfg(feature = "snappy")]
-            {
-                // Raw snappy: makedumpfile and QEMU call snappy_compress().
-                let _ = s;
-                let want =
-                    snap::raw::decompress_len(input).map_err(|e| format!("is corrupt ({e})"))?;
-                if want != n {
-                    return Err(format!(
-                        "says it decompresses to {want} bytes, not a page of {n}"
-                    ));
-                }
-                let got = snap::raw::Decoder::new()
-                    .decompress(input, out)
-                    .map_err(|e| format!("is corrupt ({e})"))?;
-                size(got)
-            }
-            #[cfg(not(feature = "snappy"))]
-            {
-                let _ = (s, input, size);
-                Err(missing_codec("snappy"))
-            }
-        }
-        _ => {
-            #[cfg(feature = "zstd")]
-            {
-                use ruzstd::decoding::errors::FrameDecoderError;
-                let z = s.zstd.get_or_insert_with(|| {
-                    let mut d = ruzstd::decoding::FrameDecoder::new();
-                    // A page's frame needs no larger window than the page;
-                    // refuse the allocation a lying frame header asks for.
-                    d.set_max_window_size(MAX_BLOCK.max(8 << 20));
-                    d
-                });
-                match z.decode_all(input, out) {
-                    Ok(got) => size(got),
-                    Err(FrameDecoderError::TargetTooSmall) => {
-                        Err(format!("expands past a page of {n} bytes"))
-                    }
-                    Err(e) => Err(format!("is corrupt ({e})")),
-                }
-            }
-            #[cfg(not(feature = "zstd"))]
-            {
-                let _ = (s, input, size);
-                Err(missing_codec("zstd"))
-            }
-        }
-    }
-}
-
-#[allow(dead_code)]
-fn missing_codec(name: &str) -> String {
-    format!("this build of the library cannot read (cargo feature `{name}` is off)")
-}
-
-/// Decompresses an LZO1X stream (what `lzo1x_1_compress` writes, and what
-/// `lzo1x_decompress_safe` reads) into `out`; returns the bytes written.
-/// Every read and copy is bounds-checked: corrupt input is an error.
-///
-/// The instruction set, from lzo1x_d.ch (and lzokay's decoder, which
-/// follows it): after a first byte >= 18 (a literal run of `byte - 17`),
-/// each instruction byte is
-/// - `1LLDDDSS HHHHHHHH` (M2, >= 64): copy `(inst >> 5) + 1` bytes from
-///   distance `(H << 3) + D + 1`, then `S` literals;
-/// - `001LLLLL` (M3): copy `L + 2` bytes (L = 0: `31 + 255 * zeros + next`)
-///   from distance `(LE16 >> 2) + 1`, then `LE16 & 3` literals;
-/// - `0001HLLL` (M4): copy `L + 2` bytes (L = 0: `7 + 255 * zeros + next`)
-///   from distance `16384 + (H << 14) + (LE16 >> 2)`; distance 16384 with
-///   L = 1 ends the stream;
-/// - `0000LLLL` after an instruction that copied no literals: a literal run
-///   of `L + 3` (L = 0: `18 + 255 * zeros + next`);
-/// - `0000DDSS HHHHHHHH` otherwise: copy 2 bytes from distance
-///   `(H << 2) + D + 1` after 1-3 literals, or 3 bytes from
-///   `(H << 2) + D + 2049` after a longer run; then `S` literals.
-#[cfg(any(feature = "lzo", test))]
-fn lzo1x_decompress(src: &[u8], out: &mut [u8]) -> Result<usize, &'static str> {
-    const OVERRUN_IN: &str = "ends early (input overrun)";
-    const OVERRUN_OUT: &str = "expands past a page (output overrun)";
-    let mut ip = 0usize;
-    let mut op = 0usize;
-    let byte = |ip: &mut usize| -> Result<usize, &'static str> {
-        let b = *src.get(*ip).ok_or(OVERRUN_IN)?;
-        *ip += 1;
-        Ok(usize::from(b))
-    };
-    // A length continued by zero bytes: each adds 255, then a non-zero byte.
-    let long = |ip: &mut usize, base: usize| -> Result<usize, &'static str> {
-        let mut n = base;
-        loop {
-            let b = *src.get(*ip).ok_or(OVERRUN_IN)?;
-            *ip += 1;
-            if b != 0 {
-                return Ok(n + usize::from(b));
-            }
-            n += 255;
-        }
-    };
-    let literals = |ip: &mut usize, op: &mut usize, n: usize, out: &mut [u8]| {
-        let s = src.get(*ip..*ip + n).ok_or(OVERRUN_IN)?;
-        out.get_mut(*op..*op + n)
-            .ok_or(OVERRUN_OUT)?
-            .copy_from_slice(s);
-        *ip += n;
-        *op += n;
-        Ok::<(), &'static str>(())
-    };
-    let mut state;
-    let first = *src.first().ok_or(OVERRUN_IN)?;
-    if first >= 22 {
-        ip = 1;
-        literals(&mut ip, &mut op, usize::from(first) - 17, out)?;
-        state = 4;
-    } else if first >= 18 {
-        ip = 1;
-        state = usize::from(first) - 17;
-        literals(&mut ip, &mut op, state, out)?;
-    } else {
-        state = 0;
-    }
-    loop {
-        let inst = byte(&mut ip)?;
-        let (dist, len, next);
-        if inst >= 64 {
-            let h = byte(&mut ip)?;
-            dist = (h << 3) + ((inst >> 2) & 7) + 1;
-            len = (inst >> 5) + 1;
-            next = inst & 3;
-        } else if inst >= 32 {
-            len = match inst & 31 {
-                0 => long(&mut ip, 31)? + 2,
-                l => l + 2,
-            };
-            let le = byte(&mut ip)? | byte(&mut ip)? << 8;
-            dist = (le >> 2) + 1;
-            next = le & 3;
-        } else if inst >= 16 {
-            len = match inst & 7 {
-                0 => long(&mut ip, 7)? + 2,
-                l => l + 2,
-            };
-            let le = byte(&mut ip)? | byte(&mut ip)? << 8;
-            let d = ((inst & 8) << 11) + (le >> 2);
-            if d == 0 {
-                if len != 3 {
-                    return Err("has a malformed end marker");
-                }
-                break;
-            }
-            dist = d + 16384;
-            next = le & 3;
-        } else if state == 0 {
-            let n = match inst {
-                0 => long(&mut ip, 15)? + 3,
-                l => l + 3,
-            };
-            literals(&mut ip, &mut op, n, out)?;
-            state = 4;
-            continue;
-        } else {
-            let h = byte(&mut ip)?;
-            if state < 4 {
-                dist = (inst >> 2) + (h << 2) + 1;
-                len = 2;
-            } else {
-                dist = (inst >> 2) + (h << 2) + 2049;
-                len = 3;
-            }
-            next = inst & 3;
-        }
-        if dist > op {
-            return Err("refers back before its start (lookbehind overrun)");
-        }
-        if op + len > out.len() {
-            return Err(OVERRUN_OUT);
-        }
-        // Byte by byte: the source may overlap what is being written.
-        for i in op..op + len {
-            out[i] = out[i - dist];
-        }
-        op += len;
-        state = next;
-        literals(&mut ip, &mut op, next, out)?;
-    }
-    if ip != src.len() {
-        return Err("has bytes after its end marker (input not consumed)");
-    }
-    Ok(op)
-}
-
-// ---------------------------------------------------------------------------
 // The dump.
 
 /// A kdump-compressed dump: its header's facts and an index of its pages.
@@ -1092,12 +339,9 @@ pub struct Kdump {
     version: u32,
     status: u32,
     machine: String,
-    release: String,
     sub: Option<&'static str>,
-    phys_base: u64,
     dump_level: u32,
     split: Option<(u64, u64)>,
-    max_mapnr: u64,
     vmcoreinfo: Option<Box<[u8]>>,
     notes: Option<Box<[u8]>>,
     /// Dump offset of the first page descriptor.
@@ -1105,7 +349,7 @@ pub struct Kdump {
     /// Number of bits of the 2nd bitmap (units it can describe).
     bits: u64,
     /// The 2nd bitmap: dumped pages.
-    rank: Rank,
+    rank: RankIndex,
     /// Pages with a descriptor in the file.
     held: u64,
     /// Runs of the 1st bitmap (existing pages), when kept.
@@ -1348,7 +592,9 @@ impl Kdump {
         // The sub-header.
         let mut max_mapnr = u64::from(f.max_mapnr);
         let mut sub_name = None;
-        let (mut phys_base, mut dump_level, mut split) = (0, 0, None);
+        // The sub-header's phys_base is left alone: QEMU writes a wrong one
+        // (FORMAT-NOTES); VMCOREINFO's is the kernel's.
+        let (mut dump_level, mut split) = (0, None);
         let (mut vmcoreinfo, mut notes) = (None, None);
         if version >= 1 {
             let mut s = [0u8; SUB_64.size];
@@ -1376,7 +622,6 @@ impl Kdump {
             };
             sub_name = Some(l.name);
             let long = |at: usize| order.long(&s, at, l.long);
-            phys_base = long(l.phys_base);
             dump_level = order.u32(&s, l.dump_level);
             if version >= 2 && order.u32(&s, l.split) != 0 {
                 split = Some(if version >= 6 {
@@ -1440,19 +685,19 @@ impl Kdump {
             (bitmap_off, bitmap_off, bitmap_len)
         };
         let (lo, hi) = split.unwrap_or((0, u64::MAX));
-        let rank = Rank::build(&src, image, second_off, half, lo, hi)?;
+        let rank = rank_index(&src, image, second_off, half, lo, hi)?;
         let incomplete = f.status & DUMP_DH_COMPRESSED_INCOMPLETE != 0;
         let room = (vlen - desc_off) / DESC_SIZE;
-        if rank.total > room && !incomplete {
+        if rank.total() > room && !incomplete {
             return Err(Error::BadCore(format!(
                 "the kdump 2nd bitmap marks {} dumped pages, whose descriptors ({} bytes at \
                  {desc_off:#x}) run past the end of the {vlen}-byte dump: truncated dump or \
                  corrupt bitmap",
-                rank.total,
-                rank.total * DESC_SIZE
+                rank.total(),
+                rank.total() * DESC_SIZE
             )));
         }
-        let held = rank.total.min(room);
+        let held = rank.total().min(room);
         // The 1st bitmap's runs, bounded by what the file holds.
         let ram = if two && first_off != second_off {
             let cap = usize::try_from(held)
@@ -1472,13 +717,10 @@ impl Kdump {
             big_endian: order.big,
             version,
             status: f.status,
-            release: uts(&h, UTS_RELEASE),
             machine,
             sub: sub_name,
-            phys_base,
             dump_level,
             split,
-            max_mapnr,
             vmcoreinfo,
             notes,
             desc_off,
@@ -1504,50 +746,9 @@ impl Kdump {
         &self.machine
     }
 
-    /// `utsname.release`.
-    pub fn release(&self) -> &str {
-        &self.release
-    }
-
-    /// True for the 64-bit header layout.
-    pub fn is_64(&self) -> bool {
-        self.is_64
-    }
-
     /// True if the header is big-endian (the dumped machine's order).
     pub fn big_endian(&self) -> bool {
         self.big_endian
-    }
-
-    /// `header_version`.
-    pub fn header_version(&self) -> u32 {
-        self.version
-    }
-
-    /// The header's `status` flags.
-    pub fn status(&self) -> u32 {
-        self.status
-    }
-
-    /// The sub-header's `phys_base` (QEMU 7.2 writes a wrong one for
-    /// x86-64: prefer VMCOREINFO's).
-    pub fn phys_base(&self) -> u64 {
-        self.phys_base
-    }
-
-    /// The sub-header's `dump_level` (makedumpfile's `-d`).
-    pub fn dump_level(&self) -> u32 {
-        self.dump_level
-    }
-
-    /// `max_mapnr` (`max_mapnr_64` from version 6).
-    pub fn max_mapnr(&self) -> u64 {
-        self.max_mapnr
-    }
-
-    /// The pfn range `[start, end)` of a split dump's part.
-    pub fn split(&self) -> Option<(u64, u64)> {
-        self.split
     }
 
     /// The raw VMCOREINFO text from the sub-header.
@@ -1575,8 +776,11 @@ impl Kdump {
         if matches!(self.src, Source::Flat(_)) {
             s += ", flattened";
         }
-        if !self.is_64 {
-            s += ", 32-bit";
+        if let (false, Some(sub)) = (self.is_64, self.sub) {
+            s += &format!(", 32-bit with the {sub} sub-header");
+        }
+        if self.dump_level != 0 {
+            s += &format!(", dump level {}", self.dump_level);
         }
         if self.big_endian {
             s += ", big-endian";
@@ -1600,7 +804,7 @@ impl Kdump {
     /// The descriptor index of dump unit `unit`, if it is dumped.
     #[inline(always)]
     fn index_of(&self, unit: u64) -> Option<u64> {
-        self.rank.index(unit).filter(|&i| i < self.held)
+        self.rank.rank(unit).filter(|&i| i < self.held)
     }
 
     /// A read error about the page descriptor of `unit`.
