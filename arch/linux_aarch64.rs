@@ -22,6 +22,7 @@ use crate::image::Image;
 use crate::linux::{LinuxCore, Mem, Needs};
 use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
 use crate::physmem::{PhysMem, Span};
+use crate::tlb::Tlb;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, prot, DirectMap, Page};
 use linkme::distributed_slice;
@@ -269,6 +270,8 @@ impl Geometry {
 
 struct LinuxArm64<M, const N: usize> {
     mem: M,
+    /// Recent translations.
+    tlb: Tlb,
     format: Format<N>,
     high: HighPa,
     root: u64,
@@ -335,6 +338,7 @@ impl<M: PhysMem, const N: usize> LinuxArm64<M, N> {
         let config_va_bits = info.number("VA_BITS")? as u32;
         let mut t = LinuxArm64 {
             mem,
+            tlb: Tlb::default(),
             format: g.format::<N>(big_endian),
             high: g.high,
             root,
@@ -442,8 +446,12 @@ fn entry_prot(e: u64) -> u8 {
 impl<M: PhysMem, const N: usize> Translator for LinuxArm64<M, N> {
     #[inline]
     fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
-        let m = self.translate(image, va)?;
-        m.span_in(&self.mem, va)
+        if let Some(span) = self.tlb.get(va) {
+            return Ok(span);
+        }
+        let span = self.translate(image, va)?.span_in(&self.mem, va)?;
+        self.tlb.put(va, span);
+        Ok(span)
     }
 
     #[inline(always)]

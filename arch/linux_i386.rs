@@ -18,6 +18,7 @@ use crate::image::Image;
 use crate::linux::{LinuxCore, Mem};
 use crate::pagetable::{Mapping, Root};
 use crate::physmem::{PhysMem, Span};
+use crate::tlb::Tlb;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, DirectMap, Page};
 use linkme::distributed_slice;
@@ -48,6 +49,8 @@ static LINUX_I386: Backend = Backend {
 
 struct LinuxI386<M> {
     mem: M,
+    /// Recent translations.
+    tlb: Tlb,
     pae: bool,
     root: u64,
     /// The lowmem linear map.
@@ -74,6 +77,7 @@ impl<M: PhysMem> LinuxI386<M> {
         })?;
         let mut t = LinuxI386 {
             mem,
+            tlb: Tlb::default(),
             pae,
             root: 0,
             lowmem: DirectMap::NONE,
@@ -118,8 +122,12 @@ impl<M: PhysMem> LinuxI386<M> {
 impl<M: PhysMem> Translator for LinuxI386<M> {
     #[inline]
     fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
-        let m = self.translate(image, va)?;
-        m.span_in(&self.mem, va)
+        if let Some(span) = self.tlb.get(va) {
+            return Ok(span);
+        }
+        let span = self.translate(image, va)?.span_in(&self.mem, va)?;
+        self.tlb.put(va, span);
+        Ok(span)
     }
 
     #[inline(always)]

@@ -17,6 +17,7 @@ use crate::image::Image;
 use crate::linux::{LinuxCore, Mem, Needs};
 use crate::pagetable::{sign_extend, Format, Mapping, Root};
 use crate::physmem::{PhysMem, Span};
+use crate::tlb::Tlb;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, DirectMap, Page};
 use linkme::distributed_slice;
@@ -63,6 +64,8 @@ enum Paging {
 
 struct LinuxX86<M> {
     mem: M,
+    /// Recent translations.
+    tlb: Tlb,
     paging: Paging,
     root: u64,
     dmap: DirectMap,
@@ -113,6 +116,7 @@ impl<M: PhysMem> LinuxX86<M> {
         })?;
         let mut t = LinuxX86 {
             mem,
+            tlb: Tlb::default(),
             paging,
             root,
             dmap: DirectMap::NONE,
@@ -243,8 +247,12 @@ fn kernel_map_pa(va: u64, phys_base: i64) -> Option<u64> {
 impl<M: PhysMem> Translator for LinuxX86<M> {
     #[inline]
     fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
-        let m = self.translate(image, va)?;
-        m.span_in(&self.mem, va)
+        if let Some(span) = self.tlb.get(va) {
+            return Ok(span);
+        }
+        let span = self.translate(image, va)?.span_in(&self.mem, va)?;
+        self.tlb.put(va, span);
+        Ok(span)
     }
 
     #[inline(always)]

@@ -57,6 +57,7 @@ mod minidump;
 mod pagetable;
 mod physmem;
 mod registry;
+mod tlb;
 mod vmcoreinfo;
 mod walk;
 

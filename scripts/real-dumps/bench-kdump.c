@@ -38,7 +38,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s DUMP ADDRFILE [REPEATS]\n", argv[0]);
+		fprintf(stderr, "usage: %s DUMP ADDRFILE [REPEATS [LIBKDUMPFILE_CACHE_PAGES]]\n", argv[0]);
 		return 2;
 	}
 	int reps = argc > 3 ? atoi(argv[3]) : 5;
@@ -76,6 +76,12 @@ int main(int argc, char **argv)
 	kdump_set_string_attr(ctx, "arch.name", "x86_64");
 	if (kdump_set_string_attr(ctx, "addrxlat.ostype", "linux") != KDUMP_OK) {
 		fprintf(stderr, "addrxlat.ostype: %s\n", kdump_get_err(ctx));
+		return 1;
+	}
+	/* Optional 4th argument: libkdumpfile's cache in pages, to match
+	 * libkvm's (16 MiB of decompressed pages: 4096 pages of 4 KiB). */
+	if (argc > 4 && kdump_set_number_attr(ctx, "cache.size", strtoul(argv[4], NULL, 0)) != KDUMP_OK) {
+		fprintf(stderr, "cache.size: %s\n", kdump_get_err(ctx));
 		return 1;
 	}
 	double t_kdf_open = now() - t0;

@@ -2,6 +2,7 @@
 //! sequence-locked slots, shared by every thread reading the dump.
 
 use super::*;
+use crate::cold::ZeroedWords;
 
 /// A slot's tag: a sequence lock (odd while a writer fills the slot) and
 /// the page it holds, plus one (0: empty).
@@ -19,7 +20,7 @@ pub(super) struct Cache {
     pub(super) set_bits: u32,
     pub(super) tags: Box<[Tag]>,
     pub(super) hands: Box<[AtomicU32]>,
-    pub(super) words: Box<[AtomicU64]>,
+    pub(super) words: ZeroedWords,
 }
 
 impl Cache {
@@ -30,11 +31,10 @@ impl Cache {
         let slots = WAYS << set_bits;
         let words_per = (unit / 8) as usize;
         let oom = || Error::OutOfMemory("the cache of decompressed kdump pages".into());
-        let mut words = Vec::new();
-        words
-            .try_reserve_exact(slots * words_per)
-            .map_err(|_| oom())?;
-        words.resize_with(slots * words_per, || AtomicU64::new(0));
+        let words = slots
+            .checked_mul(words_per)
+            .and_then(ZeroedWords::new)
+            .ok_or_else(oom)?;
         let mut tags = Vec::new();
         tags.try_reserve_exact(slots).map_err(|_| oom())?;
         tags.resize_with(slots, Tag::default);
@@ -46,7 +46,7 @@ impl Cache {
             set_bits,
             tags: tags.into_boxed_slice(),
             hands: hands.into_boxed_slice(),
-            words: words.into_boxed_slice(),
+            words,
         })
     }
 
@@ -75,6 +75,13 @@ impl Cache {
             }
             let words = &self.words[slot * self.words_per..(slot + 1) * self.words_per];
             let end = off + out.len();
+            if off % 8 + out.len() <= 8 {
+                // Within one word (an aligned 8-byte read, say): one load.
+                let bytes = words[off / 8].load(Relaxed).to_ne_bytes();
+                out.copy_from_slice(&bytes[off % 8..off % 8 + out.len()]);
+                fence(Acquire);
+                return tag.seq.load(Relaxed) == seq;
+            }
             for w in off / 8..end.div_ceil(8) {
                 let bytes = words[w].load(Relaxed).to_ne_bytes();
                 let (lo, hi) = ((w * 8).max(off), (w * 8 + 8).min(end));

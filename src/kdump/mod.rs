@@ -204,7 +204,7 @@ const MAX_VMCOREINFO: u64 = 1 << 20;
 /// Largest note section accepted (a PRSTATUS note per CPU is under 1 KiB).
 const MAX_NOTES: u64 = 64 << 20;
 /// Decompressed pages the cache holds, in bytes (at least `MIN_SLOTS` pages).
-const CACHE_BYTES: u64 = 4 << 20;
+const CACHE_BYTES: u64 = 16 << 20;
 const MIN_SLOTS: usize = 8;
 /// Ways per cache set.
 const WAYS: usize = 4;

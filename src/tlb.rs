@@ -1,0 +1,123 @@
+//! A small translation cache (TLB) shared by every thread reading through
+//! one address space.
+//!
+//! A dump never changes, so a virtual page always translates to the same
+//! physical page: an entry is either right or absent, and the only hazard
+//! is pairing one page's tag with another's value while a writer replaces
+//! a slot. Each slot is a tag and a value under the sequence-lock protocol
+//! (the writer clears the tag, writes the value, sets the tag; a reader
+//! takes the value only if the tag it saw before and after is its page's),
+//! so a hit costs two loads and a fence, with no lock and no allocation.
+//!
+//! What is cached is where a 4 KiB virtual page lies in the container (the
+//! span a translation gives, a file offset or, for kdump, a physical
+//! address), whatever the size of the mapping: a hit needs neither the
+//! page tables nor the container's index.
+
+use crate::physmem::Span;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+/// Slots: 1024 x 16 bytes, a 4 MiB reach of 4 KiB pages (a debugger's
+/// working set: the structures it follows, the stacks it reads).
+const SLOTS: usize = 1024;
+
+#[derive(Default)]
+struct Slot {
+    /// The virtual page number plus one; 0 when the slot is empty or being
+    /// written.
+    tag: AtomicU64,
+    /// Where the page's first byte lies in the container.
+    loc: AtomicU64,
+}
+
+/// The translation cache.
+pub struct Tlb {
+    slots: Box<[Slot]>,
+}
+
+impl Default for Tlb {
+    fn default() -> Self {
+        Tlb {
+            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+        }
+    }
+}
+
+impl Tlb {
+    #[inline(always)]
+    fn slot(&self, vpn: u64) -> &Slot {
+        let h = vpn.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros());
+        &self.slots[h as usize % SLOTS]
+    }
+
+    /// Where `va` lies, to the end of its 4 KiB page, if cached.
+    #[inline(always)]
+    pub fn get(&self, va: u64) -> Option<Span> {
+        let vpn = va >> 12;
+        let s = self.slot(vpn);
+        let tag = s.tag.load(Ordering::Acquire);
+        if tag != vpn.wrapping_add(1) {
+            return None;
+        }
+        let loc = s.loc.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if s.tag.load(Ordering::Relaxed) != tag {
+            return None;
+        }
+        let in_page = va & 0xfff;
+        Some(Span {
+            off: loc.wrapping_add(in_page),
+            len: 4096 - in_page,
+        })
+    }
+
+    /// Caches `span`, where `va` lies, if the rest of `va`'s 4 KiB page is
+    /// contiguous there (a page that straddles two segments is not).
+    #[inline]
+    pub fn put(&self, va: u64, span: Span) {
+        let in_page = va & 0xfff;
+        if span.len < 4096 - in_page {
+            return;
+        }
+        let vpn = va >> 12;
+        let s = self.slot(vpn);
+        s.tag.store(0, Ordering::Relaxed);
+        fence(Ordering::Release);
+        s.loc
+            .store(span.off.wrapping_sub(in_page), Ordering::Relaxed);
+        s.tag.store(vpn.wrapping_add(1), Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_misses_and_replacement() {
+        let tlb = Tlb::default();
+        let span = |off, len| Span { off, len };
+        assert!(tlb.get(0xffff_8000_0000_1234).is_none());
+        tlb.put(0xffff_8000_0000_1234, span(0x20_1234, 1 << 20));
+        assert_eq!(tlb.get(0xffff_8000_0000_1ff8), Some(span(0x20_1ff8, 8)));
+        assert!(tlb.get(0xffff_8000_0000_2000).is_none());
+        // A page whose rest is not contiguous is not kept.
+        tlb.put(0x5000, span(0x9000, 0x10));
+        assert!(tlb.get(0x5000).is_none());
+        // Threads filling and reading slots never see another page's frame.
+        std::thread::scope(|sc| {
+            for t in 0..4u64 {
+                let tlb = &tlb;
+                sc.spawn(move || {
+                    for i in 0..20_000u64 {
+                        let va = ((i * 7 + t) % 4096) << 12;
+                        match tlb.get(va) {
+                            Some(h) => assert_eq!(h.off, va * 3),
+                            None => tlb.put(va, span(va * 3, 4096)),
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
