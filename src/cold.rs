@@ -218,6 +218,38 @@ fn set(bits: &[AtomicU64], i: usize) {
     bits[i / 64].fetch_or(1 << (i % 64), Relaxed);
 }
 
+/// `n` zeroed atomic words in memory the system zeroes on first touch, so
+/// a large, sparsely used table (the kdump page cache) costs only what is
+/// used, and nothing at open.
+pub struct ZeroedWords {
+    words: &'static [AtomicU64],
+    /// The memory `words` borrows for as long as this lives.
+    _memory: memmap2::MmapMut,
+}
+
+impl ZeroedWords {
+    /// The words, or `None` when the memory cannot be had.
+    pub fn new(n: usize) -> Option<ZeroedWords> {
+        let memory = memmap2::MmapMut::map_anon(n.checked_mul(8)?.max(1)).ok()?;
+        // SAFETY: the mapping is page-aligned, zeroed and at least 8n bytes
+        // long; all-zero atomics are valid; it stays here with the slice,
+        // which is private and only accessed as atomics.
+        let words = unsafe { std::slice::from_raw_parts(memory.as_ptr().cast::<AtomicU64>(), n) };
+        Some(ZeroedWords {
+            words,
+            _memory: memory,
+        })
+    }
+}
+
+impl std::ops::Deref for ZeroedWords {
+    type Target = [AtomicU64];
+    fn deref(&self) -> &[AtomicU64] {
+        self.words
+    }
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,36 +310,5 @@ mod tests {
         assert!(!test(cold.mapped, 0));
         cold.read(&data, 0, &mut b, pread).unwrap();
         assert!(test(cold.mapped, 0), "page 0 left the cache: mapped now");
-    }
-}
-
-/// `n` zeroed atomic words in memory the system zeroes on first touch, so
-/// a large, sparsely used table (the kdump page cache) costs only what is
-/// used, and nothing at open.
-pub struct ZeroedWords {
-    words: &'static [AtomicU64],
-    /// The memory `words` borrows for as long as this lives.
-    _memory: memmap2::MmapMut,
-}
-
-impl ZeroedWords {
-    /// The words, or `None` when the memory cannot be had.
-    pub fn new(n: usize) -> Option<ZeroedWords> {
-        let memory = memmap2::MmapMut::map_anon(n.checked_mul(8)?.max(1)).ok()?;
-        // SAFETY: the mapping is page-aligned, zeroed and at least 8n bytes
-        // long; all-zero atomics are valid; it stays here with the slice,
-        // which is private and only accessed as atomics.
-        let words = unsafe { std::slice::from_raw_parts(memory.as_ptr().cast::<AtomicU64>(), n) };
-        Some(ZeroedWords {
-            words,
-            _memory: memory,
-        })
-    }
-}
-
-impl std::ops::Deref for ZeroedWords {
-    type Target = [AtomicU64];
-    fn deref(&self) -> &[AtomicU64] {
-        self.words
     }
 }
