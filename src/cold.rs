@@ -249,7 +249,6 @@ impl std::ops::Deref for ZeroedWords {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1027,14 +1027,21 @@ impl PhysMem for Kdump {
         (self.read_at(image, off, &mut b).ok()? == N).then_some(b)
     }
 
-    /// Where the page's data (compressed or not) lies in a plain file; a
-    /// flattened stream's pages have no single place (`None`).
+    /// Where the page's data lies in the file: its bytes, for a page
+    /// stored as is; the start of its compressed data otherwise (in a
+    /// flattened stream, in the record that holds it).
     fn file_offset(&self, image: &Image, pa: u64) -> Option<u64> {
         let unit = pa >> self.unit_shift;
-        let index = self.index_of(unit)?;
-        match self.src {
-            Source::Plain => self.desc(image, unit, index).ok().map(|d| d.offset as u64),
-            Source::Flat(_) => None,
+        let d = self.desc(image, unit, self.index_of(unit)?).ok()?;
+        // Within a block stored as is, the page's own bytes; a compressed
+        // block's data as a whole.
+        let at = match codec_of(d.flags) {
+            None => (d.offset as u64).checked_add(pa & (self.block_size() - 1))?,
+            Some(_) => d.offset as u64,
+        };
+        match &self.src {
+            Source::Plain => Some(at),
+            Source::Flat(flat) => flat.contiguous(at, 1),
         }
     }
 
