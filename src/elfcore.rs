@@ -5,7 +5,7 @@
 //! PT_LOAD per physical memory chunk, `p_paddr == p_vaddr ==` its physical
 //! address. savecore strips the kerneldumpheader around it.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::physmem::{last_at_or_below, longest, PhysMem, Span};
 use object::elf;
@@ -130,6 +130,10 @@ pub struct ElfCore {
     pub loads: Vec<(u64, u64)>,
     /// Sorted by physical address, non-overlapping.
     segs: Vec<Segment>,
+    /// Physical ranges segments describe but do not hold (`p_memsz` past
+    /// `p_filesz`: makedumpfile `-E` shortens segments over pages it
+    /// filters out), sorted.
+    unheld: Vec<(u64, u64)>,
     /// The largest segment, tried first.
     main: Segment,
     /// 4 KiB pages of memory the file really holds.
@@ -158,6 +162,7 @@ impl ElfCore {
             dump_delta,
             notes,
             loads,
+            unheld,
         } = segments_of(ident, &cache, overlap)?;
         let main = segs[longest(&segs, |s| s.size)];
         // Segments may share file bytes (nothing forbids it): what the
@@ -172,6 +177,7 @@ impl ElfCore {
             notes,
             loads,
             segs,
+            unheld,
             main,
             held_pages,
         })
@@ -200,6 +206,7 @@ struct Segments {
     dump_delta: Option<(u64, u64)>,
     notes: Vec<(u64, u64)>,
     loads: Vec<(u64, u64)>,
+    unheld: Vec<(u64, u64)>,
 }
 
 fn segments_of<'d, R: ReadRef<'d>>(ident: ElfIdent, data: R, overlap: Overlap) -> Result<Segments> {
@@ -228,6 +235,7 @@ fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(
     let mut delta = None;
     let mut notes = Vec::new();
     let mut loads = Vec::new();
+    let mut unheld = Vec::new();
     for (i, ph) in phdrs.iter().enumerate() {
         if ph.p_type(endian) == elf::PT_NOTE {
             notes.push((ph.p_offset(endian).into(), ph.p_filesz(endian).into()));
@@ -241,6 +249,12 @@ fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(
         loads.push((ph.p_vaddr(endian).into(), ph.p_paddr(endian).into()));
         let pa: u64 = ph.p_paddr(endian).into();
         let size: u64 = ph.p_filesz(endian).into();
+        let memsz: u64 = ph.p_memsz(endian).into();
+        if memsz > size {
+            if let Some(end) = pa.checked_add(memsz) {
+                unheld.push((pa + size.min(memsz), end));
+            }
+        }
         let off: u64 = ph.p_offset(endian).into();
         if size == 0 {
             continue;
@@ -288,10 +302,23 @@ fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(
         dump_delta: delta,
         notes,
         loads,
+        unheld: {
+            unheld.sort_unstable();
+            unheld
+        },
     })
 }
 
 impl PhysMem for ElfCore {
+    /// A page a segment describes without holding was filtered out.
+    #[cold]
+    fn missing(&self, pa: u64) -> Fault {
+        match last_at_or_below(&self.unheld, pa, |r| r.0) {
+            Some(i) if pa < self.unheld[i].1 => Fault::Filtered { pa },
+            _ => Fault::NotInDump { pa },
+        }
+    }
+
     fn held_pages(&self) -> u64 {
         self.held_pages
     }

@@ -331,3 +331,29 @@ fn i386_vmcores() {
         }
     }
 }
+
+/// makedumpfile -E leaves filtered pages out by shortening a segment's
+/// `p_filesz` below its `p_memsz`: those pages read as filtered out.
+#[test]
+fn elf_segments_shortened_by_filtering() {
+    let m = LinuxX86::kaslr();
+    let s = Scratch::new("linux-memsz");
+    let mut core = m.elf_vmcore(Style::Qemu);
+    // Program headers at 64, 56 bytes each: PT_NOTE, then one PT_LOAD per
+    // RAM range; the second range (1 MiB - 64 MiB) loses its top 12 MiB
+    // (above the page tables, at 48 MiB).
+    let ph = 64 + 2 * 56;
+    let filesz = u64::from_le_bytes(core[ph + 32..ph + 40].try_into().unwrap());
+    core[ph + 32..ph + 40].copy_from_slice(&(filesz - (12 << 20)).to_le_bytes());
+    let kvm = open(None, &s.file("vmcore", &core)).unwrap();
+    let mut buf = [0u8; 8];
+    let va = m.page_offset + 0x340_0000 - 8;
+    kvm.read(va, &mut buf).unwrap();
+    let va = m.page_offset + 0x340_0000;
+    match kvm.read(va, &mut buf) {
+        Err(Error::Translate { fault, .. }) => {
+            assert_eq!(fault, Fault::Filtered { pa: 0x340_0000 })
+        }
+        other => panic!("{other:?}"),
+    }
+}
