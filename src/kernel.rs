@@ -107,7 +107,6 @@ impl Kernel {
     /// case is local. Lines that do not parse are an error naming the
     /// first, as the file is then no symbol map.
     pub fn from_map(image: &Image) -> Result<Kernel> {
-        use ntype::*;
         let mut index = Index::new();
         let mut line_no = 0u64;
         let mut partial = Vec::new();
@@ -131,15 +130,7 @@ impl Kernel {
             if f.next().is_some_and(|m| m.starts_with('[')) {
                 return Ok(());
             }
-            let c = kind.as_bytes()[0];
-            let global = c.is_ascii_uppercase();
-            let n_type = match c.to_ascii_lowercase() {
-                b't' | b'w' => N_TEXT,
-                b'd' | b'r' | b'g' => N_DATA,
-                b'b' | b's' => N_BSS,
-                b'a' => N_ABS,
-                _ => N_UNDF,
-            } | if global { N_EXT } else { 0 };
+            let (n_type, global) = nm_type(kind.as_bytes()[0]);
             index.insert(name.as_bytes(), Symbol { value, n_type }, global)
         };
         let mut failed = None;
@@ -205,6 +196,29 @@ impl Kernel {
             index,
             initialised: Vec::new(),
         })
+    }
+
+    /// Indexes a list of `(name, value, nm type letter)`, as the kernel's
+    /// own kallsyms tables give them; `None` when memory for the index
+    /// cannot be had.
+    pub fn from_list<'a>(list: impl IntoIterator<Item = (&'a [u8], u64, u8)>) -> Result<Kernel> {
+        let mut index = Index::new();
+        for (name, value, kind) in list {
+            let (n_type, global) = nm_type(kind);
+            index
+                .insert(name, Symbol { value, n_type }, global)
+                .map_err(|_| Error::OutOfMemory("the kernel's symbol index".into()))?;
+        }
+        Ok(Kernel {
+            ident: None,
+            index,
+            initialised: Vec::new(),
+        })
+    }
+
+    /// True when the kernel gives no symbol (no kernel file).
+    pub fn is_empty(&self) -> bool {
+        self.index.entries.is_empty()
     }
 
     /// Looks a symbol up by name.
@@ -298,6 +312,21 @@ impl Index {
             .insert_unique(hash, i, |&i| hash_of(hasher, names, &entries[i as usize]));
         Ok(())
     }
+}
+
+/// The a.out type of an `nm` type letter (`System.map`, kallsyms; lower
+/// case is local), and whether it is global.
+fn nm_type(c: u8) -> (u8, bool) {
+    use ntype::*;
+    let global = c.is_ascii_uppercase();
+    let t = match c.to_ascii_lowercase() {
+        b't' | b'w' => N_TEXT,
+        b'd' | b'r' | b'g' => N_DATA,
+        b'b' | b's' => N_BSS,
+        b'a' => N_ABS,
+        _ => N_UNDF,
+    };
+    (t | if global { N_EXT } else { 0 }, global)
 }
 
 /// The hash of an entry's name.

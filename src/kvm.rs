@@ -3,11 +3,13 @@
 use crate::error::{Error, Result};
 use crate::identify::{self, Head};
 use crate::image::{Image, ReadMode};
+use crate::kallsyms;
 use crate::kernel::{Kernel, Symbol};
 use crate::linux::{self, LinuxCore, Symbols};
 use crate::physmem::Span;
 use crate::registry::{self, Backend, Probe, Setup, Translator};
 use crate::walk::Page;
+use object::elf::EM_386;
 use std::path::Path;
 
 /// Resolves a kernel symbol name to an address (the `kvm_open2` resolver).
@@ -276,6 +278,7 @@ impl OpenOptions {
             core_head: chead.bytes(),
             linux: Some(&l),
         })?;
+        let (ptr_size, big_endian) = (if l.machine == EM_386 { 4 } else { 8 }, l.big_endian);
         let resolver = self.resolver;
         let lookup = |name: &str| match &resolver {
             Some(r) => r(name),
@@ -295,6 +298,29 @@ impl OpenOptions {
             resolver,
             linux: Some(symbols),
         };
+        // Without a kernel file, the kernel's own kallsyms tables, where
+        // VMCOREINFO says they are (Linux 6.0+); their values are run-time
+        // ones. A table that does not decode fails the open, unless told not
+        // to check.
+        if kvm.kernel.is_empty() && kvm.resolver.is_none() {
+            let info = kvm
+                .linux
+                .as_ref()
+                .map(|s| s.info.clone())
+                .unwrap_or_default();
+            let read = |va: u64, buf: &mut [u8]| kvm.read_exact(va, buf);
+            match kallsyms::load(&info, ptr_size, big_endian, &read) {
+                Ok(Some(k)) => {
+                    kvm.kernel = k;
+                    if let Some(s) = kvm.linux.as_mut() {
+                        s.slide = 0;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) if self.verify => return Err(e.in_file("core", kvm.core.path())),
+                Err(_) => {}
+            }
+        }
         // A vmlinux holds the banner the running kernel prints: compare.
         if let (Some(kimage), true) = (&kimage, self.verify) {
             if let Some(banner) = kvm.kernel.symbol("linux_banner") {
@@ -313,13 +339,15 @@ impl OpenOptions {
 }
 
 /// A Linux symbol at run time: the kernel file's, moved by the KASLR
-/// offset (absolute symbols stay: `arch/x86/tools/relocs.c` leaves them
-/// out of the relocations), else VMCOREINFO's.
+/// offset, else VMCOREINFO's. What KASLR does not move stays: absolute
+/// symbols and those below the kernel image, such as x86-64's zero-based
+/// per-CPU variables (`arch/x86/tools/relocs.c` leaves both out of the
+/// relocations; the running kernel's kallsyms agrees).
 fn linux_symbol(kernel: &Kernel, symbols: &Symbols, name: &str) -> Option<Symbol> {
     use crate::kernel::ntype::{N_ABS, N_DATA, N_EXT};
     match kernel.symbol(name) {
         Some(s) => Some(Symbol {
-            value: if s.n_type & !N_EXT == N_ABS {
+            value: if s.n_type & !N_EXT == N_ABS || s.value < symbols.image_start {
                 s.value
             } else {
                 s.value.wrapping_add(symbols.slide)

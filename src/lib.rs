@@ -49,6 +49,7 @@ mod elfcore;
 mod error;
 mod identify;
 mod image;
+mod kallsyms;
 mod kdump;
 mod kernel;
 mod kvm;

@@ -177,6 +177,9 @@ pub struct Symbols {
     /// The KASLR offset (`kvm_kerndisp`): KERNELOFFSET, else `_stext`'s
     /// move where a link-time kernel file tells it, else 0.
     pub kaslr: u64,
+    /// Where the kernel image starts (`_text`, link-time): symbols below
+    /// it (x86-64's zero-based per-CPU variables) do not move.
+    pub image_start: u64,
     /// VMCOREINFO's `SYMBOL()` lines.
     pub info: VmcoreInfo,
 }
@@ -214,9 +217,14 @@ impl Symbols {
             (None, Some(l), Some(r)) => r.wrapping_sub(l),
             (None, _, _) => 0,
         };
+        let image_start = ["_text", "_stext"]
+            .iter()
+            .find_map(|n| kernel.symbol(n))
+            .map_or(0, |s| s.value);
         Ok(Symbols {
             slide,
             kaslr,
+            image_start,
             info: info.clone(),
         })
     }

@@ -357,3 +357,56 @@ fn elf_segments_shortened_by_filtering() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Without a kernel file, symbols come from the kernel's own kallsyms
+/// tables, which VMCOREINFO locates: every symbol at its run-time address,
+/// per-CPU ones unmoved, a name of more than 127 tokens; a System.map gives
+/// the same values. Tables that do not decode fail the open, unless the
+/// kernel is not to be checked.
+#[test]
+fn kallsyms_from_the_dump() {
+    use fixture::elf::Place;
+    let mut m = LinuxX86::kaslr();
+    let lines = m.write_kallsyms();
+    let s = Scratch::new("linux-kallsyms");
+    let core_with = |m: &LinuxX86, info: &str| {
+        let notes = m.notes(Some(info));
+        let loads: Vec<_> = m.ram.ranges.iter().map(|&(a, b)| (0, a, b - a)).collect();
+        s.file("vmcore", &elf_core(TARGET, &notes, &loads, &m.ram))
+    };
+    let core = core_with(&m, &(m.vmcoreinfo() + &lines));
+    let kvm = open(None, &core).unwrap();
+    let map = open(Some(&s.file("System.map", &m.system_map())), &core).unwrap();
+    for sym in m.syms.iter().filter(|s| s.place != Place::Abs) {
+        let want = m.runtime_of(sym);
+        assert_eq!(
+            kvm.symbol(&sym.name).map(|s| s.value),
+            Some(want),
+            "{}",
+            sym.name
+        );
+        assert_eq!(
+            map.symbol(&sym.name).map(|s| s.value),
+            Some(want),
+            "{}",
+            sym.name
+        );
+    }
+    assert_eq!(kvm.symbol("runqueues").map(|s| s.value), Some(0x2_c9c0));
+    assert_eq!(kvm.kerndisp(), m.kaslr as i64);
+    let mut buf = vec![0u8; BANNER.len()];
+    kvm.read_exact(m.sym("linux_banner"), &mut buf).unwrap();
+    assert_eq!(buf, BANNER);
+    // A lying count: refused, or ignored when the kernel is not checked.
+    let num = m.runtime(LINK_TEXT) + off::KALLSYMS;
+    m.write_virt(num, &u32::MAX.to_le_bytes());
+    let core = core_with(&m, &(m.vmcoreinfo() + &lines));
+    let err = open(None, &core).unwrap_err().to_string();
+    assert!(err.contains("kallsyms_num_syms"), "{err}");
+    let kvm = OpenOptions::new()
+        .verify_kernel(false)
+        .open_dump(None, &core)
+        .unwrap();
+    assert_eq!(kvm.symbol("linux_banner"), None);
+    assert!(kvm.symbol("init_top_pgt").is_some(), "VMCOREINFO's still");
+}
