@@ -4,9 +4,13 @@
 //! test fixture exactly as the FreeBSD kernel writes them: amd64 (an ELF
 //! full dump, minidumps v1-v3, and a full dump of a kernel loaded at a
 //! non-default physical address), i386 (a non-PAE full dump and a PAE
-//! minidump), arm64 (a 16 KiB-page minidump) and riscv. Then opens each one,
-//! resolves the `version` symbol, prints the string and a hex dump, and shows
-//! the error for an address that is mapped but not in a minidump.
+//! minidump), arm64 (a 16 KiB-page minidump) and riscv; and Linux vmcores of
+//! a KASLR'd x86-64 kernel (an ELF vmcore as /proc/vmcore writes it, a
+//! kdump-compressed file as makedumpfile does, and its flattened stream).
+//! Then opens each one, resolves the `version` (FreeBSD) or `linux_banner`
+//! symbol (Linux, from the dump's own kallsyms tables: no kernel file),
+//! prints the string and a hex dump, and shows the error for an address
+//! that is mapped but not in a minidump.
 
 #[path = "../tests/fixture/mod.rs"]
 mod fixture;
@@ -14,6 +18,8 @@ mod fixture;
 use fixture::amd64::{va, Amd64, MMIO};
 use fixture::dmap::{DmapMachine, ARM64_16K, RISCV};
 use fixture::i386::{Era, Mode, I386};
+use fixture::kdump::{flatten, Codec, Kdump};
+use fixture::linux::{LinuxX86, Style};
 use fixture::{write_sparse, Fill};
 use kvm::Kvm;
 use std::path::Path;
@@ -68,19 +74,51 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             riscv.minidump(2).bytes,
         ),
     ];
-    for (core, kernel, bytes) in &samples {
-        write_sparse(&dir.join(core), bytes);
-        let (kernel, core) = (dir.join(kernel), dir.join(core));
-        let kvm = Kvm::open(&kernel, &core)?;
-        let sym = kvm.symbol("version").ok_or("no symbol `version`")?;
+    // Linux: the kernel's kallsyms tables in the dump, VMCOREINFO naming them.
+    let mut linux = LinuxX86::new(
+        false,
+        0x1c60_0000,
+        0x240_0000,
+        0xffff_9a40_0000_0000,
+        Fill::Zero,
+    );
+    let info = linux.vmcoreinfo() + &linux.write_kallsyms();
+    let elf = fixture::linux::elf_core(
+        fixture::linux::TARGET,
+        &linux.notes(Some(&info)),
+        &linux_loads(&linux, Style::Kdump),
+        &linux.ram,
+    );
+    let kdump = Kdump::new(&linux.ram)
+        .codec(Codec::Zlib)
+        .uts("x86_64", fixture::linux::RELEASE)
+        .vmcoreinfo(&info)
+        .write()
+        .bytes;
+    let flat = flatten(&kdump, 64 << 10, false);
+    let samples = samples.into_iter().chain([
+        ("vmcore.linux-x86_64.elf", "", elf),
+        ("vmcore.linux-x86_64.kdump", "", kdump),
+        ("vmcore.linux-x86_64.flat", "", flat),
+    ]);
+    for (core, kernel, bytes) in samples {
+        write_sparse(&dir.join(core), &bytes);
+        let core = dir.join(core);
+        let (kvm, name) = if kernel.is_empty() {
+            let kvm = kvm::OpenOptions::new().open_dump(None, &core)?;
+            (kvm, "linux_banner")
+        } else {
+            (Kvm::open(dir.join(kernel), &core)?, "version")
+        };
+        let sym = kvm.symbol(name).ok_or("no such symbol")?;
         let mut buf = [0u8; 96];
         let n = kvm.read(sym.value, &mut buf)?;
         let text = String::from_utf8_lossy(&buf[..n]);
         println!("{} ({})", core.display(), kvm.backend());
         println!(
-            "  version = {:#x}: {:?}",
+            "  {name} = {:#x}: {:?}",
             sym.value,
-            text.split('\0').next().unwrap_or("")
+            text.split(['\0', '\n']).next().unwrap_or("")
         );
         for (i, chunk) in buf[..32].chunks(16).enumerate() {
             let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
@@ -95,5 +133,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\nTry: cargo run --example kvmread -- {0}/kernel {0}/vmcore.minidump3 version 128",
         dir.display()
     );
+    println!(
+        "  cargo run --example kvmread -- - {0}/vmcore.linux-x86_64.kdump linux_banner 128",
+        dir.display()
+    );
     Ok(())
+}
+
+/// The PT_LOADs of the machine's ELF vmcore (what `elf_vmcore` writes,
+/// here with the notes carrying the kallsyms lines too).
+fn linux_loads(m: &LinuxX86, style: Style) -> Vec<(u64, u64, u64)> {
+    let mut loads = Vec::new();
+    if style == Style::Kdump {
+        let text = m.runtime(fixture::linux::LINK_TEXT);
+        loads.push((text, m.phys_text, fixture::linux::KERNEL_SIZE));
+    }
+    for &(start, end) in &m.ram.ranges {
+        loads.push((m.page_offset + start, start, end - start));
+    }
+    loads
 }

@@ -134,7 +134,9 @@ def main(argv):
         return fail(str(e))
 
     errbuf = ctypes.create_string_buffer(ERRBUF_SIZE)
-    kd = lib.kvm_open2(os.fsencode(kernel), os.fsencode(core), os.O_RDONLY,
+    # "-": no kernel file (a Linux dump's symbols come from the dump).
+    execfile = None if kernel == "-" else os.fsencode(kernel)
+    kd = lib.kvm_open2(execfile, os.fsencode(core), os.O_RDONLY,
                        errbuf, None)
     if not kd:
         return fail(text(errbuf.value))

@@ -4,6 +4,9 @@
  *
  * Usage: kvmdump KERNEL CORE WHAT [LENGTH]
  *
+ * KERNEL may be `-` for none: a Linux vmcore's symbols then come from the
+ * dump itself (kvm_open2 with a NULL execfile).
+ *
  * WHAT is a kernel symbol name (resolved with kvm_nlist2) or a 0x-prefixed
  * hexadecimal kernel virtual address.  LENGTH (decimal or 0x hex, at most
  * 1 MiB) is the number of bytes to read; it defaults to 64.  The bytes are
@@ -138,7 +141,8 @@ main(int argc, char **argv)
 	}
 
 	errbuf[0] = '\0';
-	kd = kvm_open2(argv[1], argv[2], O_RDONLY, errbuf, NULL);
+	kd = kvm_open2(strcmp(argv[1], "-") == 0 ? NULL : argv[1], argv[2],
+	    O_RDONLY, errbuf, NULL);
 	if (kd == NULL) {
 		fprintf(stderr, "%s: %s\n", progname, errbuf);
 		return (1);

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --example kvmread -- KERNEL CORE SYMBOL [LENGTH]
+//! cargo run --example kvmread -- - LINUX-VMCORE linux_banner
 //! cargo run --example kvmread -- KERNEL CORE 0xADDRESS [LENGTH]
 //! ```
 //!
@@ -64,7 +65,13 @@ fn run(
     addr: Option<u64>,
     length: usize,
 ) -> Result<(), String> {
-    let kvm = Kvm::open(kernel, core).map_err(|e| e.to_string())?;
+    // `-`: no kernel file (a Linux dump's symbols come from the dump).
+    let kvm = if kernel == "-" {
+        kvm::OpenOptions::new().open_dump(None, core.as_ref())
+    } else {
+        Kvm::open(kernel, core)
+    }
+    .map_err(|e| e.to_string())?;
     println!("backend: {}", kvm.backend());
     println!("native: {}", u8::from(kvm.native()));
 

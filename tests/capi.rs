@@ -116,40 +116,59 @@ fn a_missing_tool_is_named() {
     );
 }
 
-/// The C, Python and Rust examples print the same thing for the same dump.
+/// The C, Python and Rust examples print the same thing for the same dump:
+/// a FreeBSD minidump with its kernel, and a Linux kdump-compressed file
+/// with none (`-`: symbols from the dump's kallsyms tables).
 #[test]
 fn examples_agree() {
     let s = Scratch::new("examples");
     let m = Amd64::new(2 << 20, Fill::Pattern);
     let kernel = s.file("kernel", &m.kernel());
     let core = s.file("core", &m.minidump(3).bytes);
+    let mut linux = fixture::linux::LinuxX86::kaslr();
+    let info = linux.vmcoreinfo() + &linux.write_kallsyms();
+    let kdump = fixture::kdump::Kdump::new(&linux.ram)
+        .codec(fixture::kdump::Codec::Mixed)
+        .vmcoreinfo(&info)
+        .write();
+    let linux_core = s.file("linux.kdump", &kdump.bytes);
     let c = compile(
         &root().join("examples/kvmdump.c"),
         &s.path().join("kvmdump"),
         false,
     );
-    let run = |cmd: &mut Command| {
-        let out = fixture::c::output(
-            cmd.arg(&kernel).arg(&core).arg("version").arg("0x50"),
-            "run the examples (python3 runs examples/kvm_ctypes.py)",
-        );
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let from_c = run(&mut Command::new(&c));
-    let from_py = run(Command::new(PYTHON)
-        .arg(root().join("examples/kvm_ctypes.py"))
-        .env("KVM_LIBRARY", target_dir().join("libkvm.so")));
-    let rust_bin = target_dir().join("examples/kvmread");
-    let from_rust = run(&mut Command::new(&rust_bin));
-    assert!(from_c.contains("FreeBSD 14.2"), "{from_c}");
-    assert_eq!(from_c, from_py);
-    // The Rust example also names the backend on its first line.
-    assert_eq!(from_rust.split_once('\n').unwrap().1, from_c);
+    for (kernel, core, symbol, banner) in [
+        (kernel.as_os_str(), &core, "version", "FreeBSD 14.2"),
+        (
+            "-".as_ref(),
+            &linux_core,
+            "linux_banner",
+            "|Linux version 6.|",
+        ),
+    ] {
+        let run = |cmd: &mut Command| {
+            let out = fixture::c::output(
+                cmd.arg(kernel).arg(core).arg(symbol).arg("0x50"),
+                "run the examples (python3 runs examples/kvm_ctypes.py)",
+            );
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let from_c = run(&mut Command::new(&c));
+        let from_py = run(Command::new(PYTHON)
+            .arg(root().join("examples/kvm_ctypes.py"))
+            .env("KVM_LIBRARY", target_dir().join("libkvm.so")));
+        let rust_bin = target_dir().join("examples/kvmread");
+        let from_rust = run(&mut Command::new(&rust_bin));
+        assert!(from_c.contains(banner), "{from_c}");
+        assert_eq!(from_c, from_py);
+        // The Rust example also names the backend on its first line.
+        assert_eq!(from_rust.split_once('\n').unwrap().1, from_c);
+    }
 }
 
 /// kvm_read2, kvm_geterr and kvm_close work from an atexit handler and a
