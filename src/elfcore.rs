@@ -248,6 +248,17 @@ fn segments<'d, H: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(
         }
         loads.push((ph.p_vaddr(endian).into(), ph.p_paddr(endian).into()));
         let pa: u64 = ph.p_paddr(endian).into();
+        // /proc/kcore names vmalloc, module and other segments that are
+        // no physical memory by p_paddr -1 (fs/proc/kcore.c): in a Linux
+        // core, such a segment holds nothing physical memory needs.
+        let none = if hdr.is_type_64() {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        if overlap == Overlap::KeepFirst && pa == none {
+            continue;
+        }
         let size: u64 = ph.p_filesz(endian).into();
         let memsz: u64 = ph.p_memsz(endian).into();
         if memsz > size {

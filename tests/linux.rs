@@ -426,3 +426,28 @@ fn sme_c_bit() {
         assert!(pages.iter().all(|p| p.paddr & (1 << 47) == 0));
     }
 }
+
+/// `/proc/kcore` names the segments that are no physical memory (vmalloc,
+/// modules) by p_paddr -1, their offsets far into a sparse file: such a
+/// core opens and reads through its RAM segments.
+#[test]
+fn kcore_style_segments() {
+    let m = LinuxX86::kaslr();
+    let s = Scratch::new("linux-kcore");
+    let info = m.vmcoreinfo();
+    let mut loads: Vec<_> = m
+        .ram
+        .ranges
+        .iter()
+        .map(|&(a, b)| (m.page_offset + a, a, b - a))
+        .collect();
+    loads.push((m.vmalloc, u64::MAX, 0));
+    let mut core = elf_core(TARGET, &m.notes(Some(&info)), &loads, &m.ram);
+    // The vmalloc segment: 32 TiB at an offset past the end of the file.
+    let ph = 64 + 56 * loads.len();
+    core[ph + 8..ph + 16].copy_from_slice(&(1u64 << 46).to_le_bytes());
+    core[ph + 32..ph + 40].copy_from_slice(&(32u64 << 40).to_le_bytes());
+    core[ph + 40..ph + 48].copy_from_slice(&(32u64 << 40).to_le_bytes());
+    let kvm = open(None, &s.file("kcore", &core)).unwrap();
+    check_all(&kvm, &m);
+}
