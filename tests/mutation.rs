@@ -85,7 +85,85 @@ fn cases() -> Vec<Case> {
             core: d.bytes,
         });
     }
+    linux_cases(&mut v);
     v
+}
+
+/// Linux: an x86-64 ELF vmcore, its kdump-compressed file (every codec in
+/// turn) plain and flattened, a 32-bit i386 kdump file and an aarch64 ELF
+/// vmcore, each with its System.map.
+fn linux_cases(v: &mut Vec<Case>) {
+    use fixture::kdump::{flatten, Codec, Kdump};
+    use fixture::linux::{LinuxI386, LinuxX86, Style, KERNEL_SIZE, LINK_TEXT};
+    use fixture::PAGE;
+    let m = LinuxX86::kaslr();
+    let probes = vec![
+        m.sym("linux_banner"),
+        m.runtime(LINK_TEXT) + KERNEL_SIZE - 8,
+        m.vmalloc_page(0),
+        m.page_offset + 0x0100_0000,
+    ];
+    v.push(Case {
+        name: "Linux x86-64 ELF vmcore".into(),
+        kernel: m.system_map(),
+        meta: 4096,
+        probes: probes.clone(),
+        core: m.elf_vmcore(Style::Kdump),
+    });
+    // makedumpfile-style: the kernel image, the page tables, the vmalloc'd
+    // pages and low memory kept; the rest filtered out.
+    let keep = |pa: u64| {
+        (m.phys_text..m.phys_text + KERNEL_SIZE).contains(&pa)
+            || (0x300_0000..0x304_0000).contains(&pa)
+            || (0x388_0000..0x389_0000).contains(&pa)
+            || pa < 0x10_0000
+    };
+    let filtered: Vec<u64> = fixture::linux::ram_pages(&m.ram)
+        .into_iter()
+        .filter(|&pa| !keep(pa))
+        .map(|pa| pa / PAGE)
+        .collect();
+    let w = Kdump::new(&m.ram)
+        .codec(Codec::Mixed)
+        .vmcoreinfo(&m.vmcoreinfo())
+        .filter(filtered)
+        .write();
+    v.push(Case {
+        name: "Linux x86-64 kdump".into(),
+        kernel: m.system_map(),
+        meta: w.data_off as usize,
+        probes: probes.clone(),
+        core: w.bytes.clone(),
+    });
+    v.push(Case {
+        name: "Linux x86-64 flattened kdump".into(),
+        kernel: m.system_map(),
+        meta: 64 << 10,
+        probes,
+        core: flatten(&w.bytes, 64 << 10, true),
+    });
+    let i = LinuxI386::new(Mode::Pae, 0xc000_0000, 0x80_0000);
+    let w = Kdump::new(&i.ram)
+        .codec(Codec::Mixed)
+        .target(false, false)
+        .uts("i686", "")
+        .vmcoreinfo(&i.vmcoreinfo())
+        .write();
+    v.push(Case {
+        name: "Linux i386 kdump".into(),
+        kernel: i.system_map(),
+        meta: w.data_off as usize,
+        probes: vec![i.sym("linux_banner"), i.vmalloc_page(0), 0xc010_0000],
+        core: w.bytes,
+    });
+    let a = fixture::linux_arm64::LinuxArm64::new(&fixture::linux_arm64::CFG_4K_48);
+    v.push(Case {
+        name: "Linux aarch64 ELF vmcore".into(),
+        kernel: a.system_map(),
+        meta: 4096,
+        probes: vec![a.sym("linux_banner"), a.vmalloc_page(0), a.lm(0x4010_0000)],
+        core: a.elf_vmcore(Style::Qemu),
+    });
 }
 
 /// Opens and exercises a (possibly corrupt) dump; panics only on a bug.
@@ -99,6 +177,7 @@ fn exercise(kvm: &Kvm, probes: &[u64]) {
         let _ = kvm.translate(va);
     }
     let _ = kvm.symbol("version");
+    let _ = kvm.symbol("linux_banner");
     let mut n = 0u32;
     let _ = kvm.walk_pages(|_| {
         n += 1;
