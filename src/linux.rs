@@ -86,21 +86,19 @@ impl LinuxCore {
     }
 
     fn from_kdump(core: &Image) -> Result<Self> {
-        let first = Kdump::parse(core, None)?;
+        let mut dump = Kdump::parse(core)?;
         // The sub-header's VMCOREINFO, else the VMCOREINFO note among the
         // ELF notes it also carries.
-        let info = match first.vmcoreinfo() {
+        let info = match dump.vmcoreinfo() {
             Some(text) => VmcoreInfo::parse(text),
-            None => vmcoreinfo_note(first.notes().unwrap_or_default(), first.big_endian())
+            None => vmcoreinfo_note(dump.notes().unwrap_or_default(), dump.big_endian())
                 .unwrap_or_default(),
         };
-        // The kernel's page size, where VMCOREINFO gives it, rules the
-        // bitmap (QEMU writes aarch64 dumps with 64 KiB blocks for 4 KiB
-        // pages: FORMAT-NOTES).
-        let dump = match info.page_size() {
-            Some(ps) if ps != first.page_size() => Kdump::parse(core, Some(ps))?,
-            _ => first,
-        };
+        // The kernel's page size, where VMCOREINFO gives it (QEMU writes
+        // aarch64 dumps in 64 KiB blocks of 4 KiB pages: FORMAT-NOTES).
+        if let Some(ps) = info.page_size() {
+            dump.set_page_size(ps)?;
+        }
         let machine = match dump.machine() {
             "x86_64" => elf::EM_X86_64,
             "i386" | "i486" | "i586" | "i686" => elf::EM_386,

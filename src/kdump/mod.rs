@@ -23,9 +23,9 @@
 //! `block_size = s->dump_info.page_size` and `dump_paddr_to_pfn` shifts by
 //! the same size). QEMU 7.2 dumps an aarch64 guest in 64 KiB units whatever
 //! the kernel's page size, so a caller that knows the kernel's page size
-//! (VMCOREINFO `PAGESIZE`) passes it to [`Kdump::parse`]: it becomes
-//! [`Kdump::page_size`] and the granularity of [`Span`]s, while bitmaps and
-//! page data keep the header's unit (which is what the file was written in).
+//! (VMCOREINFO `PAGESIZE`) gives it to [`Kdump::set_page_size`]: it becomes
+//! the granularity of [`Span`]s, while bitmaps and page data keep the
+//! header's unit (which is what the file was written in).
 //!
 //! Reads: [`PhysMem::locate`] is O(1) (a rank index over the 2nd bitmap, as
 //! in `crate::minidump`, whose memory follows the pages the file holds);
@@ -464,22 +464,33 @@ impl Kdump {
             || (head.len() >= 16 && head.starts_with(MDF_SIGNATURE) && head[12..16] == [0; 4])
     }
 
-    /// Parses a kdump-compressed file, plain or flattened. `page_size`:
-    /// the kernel's page size when the caller knows it better than the
-    /// header (VMCOREINFO `PAGESIZE`); it sets [`Kdump::page_size`] and the
-    /// span granularity, while the bitmaps and stored pages keep the
-    /// header's `block_size` (see the module documentation).
-    pub fn parse(image: &Image, page_size: Option<u64>) -> Result<Kdump> {
+    /// Parses a kdump-compressed file, plain or flattened.
+    pub fn parse(image: &Image) -> Result<Kdump> {
         let head: [u8; 16] = image.header(0).unwrap_or([0; 16]);
         let src = if head.starts_with(MDF_SIGNATURE) {
             Source::Flat(Flat::parse(image)?)
         } else {
             Source::Plain
         };
-        Kdump::parse_from(image, src, page_size)
+        Kdump::parse_from(image, src)
     }
 
-    fn parse_from(image: &Image, src: Source, page_size: Option<u64>) -> Result<Kdump> {
+    /// Sets the kernel's page size, when the caller knows it better than
+    /// the header (VMCOREINFO `PAGESIZE`): it becomes [`Kdump::page_size`]
+    /// and the span granularity, while the bitmaps and stored pages keep
+    /// the header's `block_size` (see the module documentation).
+    pub fn set_page_size(&mut self, p: u64) -> Result<()> {
+        if !p.is_power_of_two() || !(MIN_BLOCK..=MAX_BLOCK).contains(&p) {
+            return Err(Error::BadCore(format!(
+                "kernel page size {p} (expected a power of two from {MIN_BLOCK} to {MAX_BLOCK})"
+            )));
+        }
+        self.page_size = p;
+        self.span = p.min(self.block_size());
+        Ok(())
+    }
+
+    fn parse_from(image: &Image, src: Source) -> Result<Kdump> {
         let flat = matches!(src, Source::Flat(_));
         let vlen = src.len(image);
         let mut h = [0u8; HEADER_READ];
@@ -547,16 +558,7 @@ impl Kdump {
             )));
         }
         let unit_shift = bs.trailing_zeros();
-        let page_size = match page_size {
-            None => bs,
-            Some(p) if p.is_power_of_two() && (MIN_BLOCK..=MAX_BLOCK).contains(&p) => p,
-            Some(p) => {
-                return Err(Error::BadCore(format!(
-                    "kernel page size {p} (expected a power of two from {MIN_BLOCK} to \
-                     {MAX_BLOCK})"
-                )))
-            }
-        };
+        let page_size = bs;
         if version >= 1 && f.sub_hdr_size == 0 {
             return Err(Error::BadCore(format!(
                 "kdump sub_hdr_size 0 in a version {version} header (expected at least one block)"
@@ -729,11 +731,6 @@ impl Kdump {
             held,
             ram,
         })
-    }
-
-    /// The kernel's page size: the caller's, else the header's block size.
-    pub fn page_size(&self) -> u64 {
-        self.page_size
     }
 
     /// The header's `block_size`: the unit of the bitmaps and stored pages.
@@ -1208,7 +1205,7 @@ mod samples {
             let path = std::path::Path::new(&dir).join(format!("{name}.kdump"));
             for mode in [ReadMode::Map, ReadMode::Pread] {
                 let image = Image::open(&path, "core", mode).unwrap();
-                let k = Kdump::parse(&image, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let k = Kdump::parse(&image).unwrap_or_else(|e| panic!("{name}: {e}"));
                 let exp = std::fs::read(format!("{dir}/{name}.expect")).unwrap();
                 let mut at = 0;
                 let mut n = 0;
