@@ -19,10 +19,9 @@
 
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::linux::{LinuxCore, Mem, Needs};
+use crate::linux::{LinuxCore, Mem, Mmu, Needs, Space};
 use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
 use crate::physmem::{PhysMem, Span};
-use crate::tlb::Tlb;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, prot, DirectMap, Page};
 use linkme::distributed_slice;
@@ -270,8 +269,6 @@ impl Geometry {
 
 struct LinuxArm64<M, const N: usize> {
     mem: M,
-    /// Recent translations.
-    tlb: Tlb,
     format: Format<N>,
     high: HighPa,
     root: u64,
@@ -317,10 +314,10 @@ fn build<M: PhysMem + 'static>(
     mem: M,
 ) -> Result<Box<dyn Translator>> {
     Ok(match g.levels {
-        2 => Box::new(LinuxArm64::<M, 2>::new(s, info, g, big_endian, mem)?),
-        3 => Box::new(LinuxArm64::<M, 3>::new(s, info, g, big_endian, mem)?),
-        4 => Box::new(LinuxArm64::<M, 4>::new(s, info, g, big_endian, mem)?),
-        _ => Box::new(LinuxArm64::<M, 5>::new(s, info, g, big_endian, mem)?),
+        2 => Space::boxed(LinuxArm64::<M, 2>::new(s, info, g, big_endian, mem)?),
+        3 => Space::boxed(LinuxArm64::<M, 3>::new(s, info, g, big_endian, mem)?),
+        4 => Space::boxed(LinuxArm64::<M, 4>::new(s, info, g, big_endian, mem)?),
+        _ => Space::boxed(LinuxArm64::<M, 5>::new(s, info, g, big_endian, mem)?),
     })
 }
 
@@ -338,7 +335,6 @@ impl<M: PhysMem, const N: usize> LinuxArm64<M, N> {
         let config_va_bits = info.number("VA_BITS")? as u32;
         let mut t = LinuxArm64 {
             mem,
-            tlb: Tlb::default(),
             format: g.format::<N>(big_endian),
             high: g.high,
             root,
@@ -443,20 +439,16 @@ fn entry_prot(e: u64) -> u8 {
     p
 }
 
-impl<M: PhysMem, const N: usize> Translator for LinuxArm64<M, N> {
-    #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
-        if let Some(span) = self.tlb.get(va) {
-            return Ok(span);
-        }
-        let span = self.translate(image, va)?.span_in(&self.mem, va)?;
-        self.tlb.put(va, span);
-        Ok(span)
+impl<M: PhysMem, const N: usize> Mmu for LinuxArm64<M, N> {
+    type Mem = M;
+
+    fn mem(&self) -> &M {
+        &self.mem
     }
 
     #[inline(always)]
-    fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
-        self.mem.read_at(image, off, buf)
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+        LinuxArm64::translate(self, image, va)
     }
 
     /// Walks swapper_pg_dir: leaves of the linear map by their linear

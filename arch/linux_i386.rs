@@ -15,10 +15,9 @@
 use super::i386::{check_32bit, entry_prot, native, NOPAE, PAE};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::linux::{LinuxCore, Mem};
+use crate::linux::{LinuxCore, Mem, Mmu, Space};
 use crate::pagetable::{Mapping, Root};
-use crate::physmem::{PhysMem, Span};
-use crate::tlb::Tlb;
+use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, DirectMap, Page};
 use linkme::distributed_slice;
@@ -49,8 +48,6 @@ static LINUX_I386: Backend = Backend {
 
 struct LinuxI386<M> {
     mem: M,
-    /// Recent translations.
-    tlb: Tlb,
     pae: bool,
     root: u64,
     /// The lowmem linear map.
@@ -61,8 +58,8 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let LinuxCore { mem, info, .. } = s.take_linux()?;
     let pae = info.config("X86_PAE");
     Ok(match mem {
-        Mem::Elf(m) => Box::new(LinuxI386::new(s, m, pae)?),
-        Mem::Kdump(m) => Box::new(LinuxI386::new(s, m, pae)?),
+        Mem::Elf(m) => Space::boxed(LinuxI386::new(s, m, pae)?),
+        Mem::Kdump(m) => Space::boxed(LinuxI386::new(s, m, pae)?),
     })
 }
 
@@ -77,7 +74,6 @@ impl<M: PhysMem> LinuxI386<M> {
         })?;
         let mut t = LinuxI386 {
             mem,
-            tlb: Tlb::default(),
             pae,
             root: 0,
             lowmem: DirectMap::NONE,
@@ -119,20 +115,16 @@ impl<M: PhysMem> LinuxI386<M> {
     }
 }
 
-impl<M: PhysMem> Translator for LinuxI386<M> {
-    #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
-        if let Some(span) = self.tlb.get(va) {
-            return Ok(span);
-        }
-        let span = self.translate(image, va)?.span_in(&self.mem, va)?;
-        self.tlb.put(va, span);
-        Ok(span)
+impl<M: PhysMem> Mmu for LinuxI386<M> {
+    type Mem = M;
+
+    fn mem(&self) -> &M {
+        &self.mem
     }
 
     #[inline(always)]
-    fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
-        self.mem.read_at(image, off, buf)
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+        LinuxI386::translate(self, image, va)
     }
 
     /// Walks the kernel page tables from `swapper_pg_dir`: leaves of the

@@ -14,10 +14,9 @@
 use super::amd64::{check_canonical, entry_prot, native, MMU, MMU_LA57};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::linux::{LinuxCore, Mem, Needs};
+use crate::linux::{LinuxCore, Mem, Mmu, Needs, Space};
 use crate::pagetable::{sign_extend, Format, Mapping, Root};
-use crate::physmem::{PhysMem, Span};
-use crate::tlb::Tlb;
+use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, DirectMap, Page};
 use linkme::distributed_slice;
@@ -64,8 +63,6 @@ enum Paging {
 
 struct LinuxX86<M> {
     mem: M,
-    /// Recent translations.
-    tlb: Tlb,
     paging: Paging,
     root: u64,
     dmap: DirectMap,
@@ -80,9 +77,9 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
             let base = m.loads.iter().find_map(|&(va, pa)| {
                 ((va as i64) < 0 && va < START_KERNEL_MAP).then(|| va.wrapping_sub(pa))
             });
-            Box::new(LinuxX86::new(s, &info, m, base)?)
+            Space::boxed(LinuxX86::new(s, &info, m, base)?)
         }
-        Mem::Kdump(m) => Box::new(LinuxX86::new(s, &info, m, None)?),
+        Mem::Kdump(m) => Space::boxed(LinuxX86::new(s, &info, m, None)?),
     })
 }
 
@@ -116,7 +113,6 @@ impl<M: PhysMem> LinuxX86<M> {
         })?;
         let mut t = LinuxX86 {
             mem,
-            tlb: Tlb::default(),
             paging,
             root,
             dmap: DirectMap::NONE,
@@ -244,20 +240,16 @@ fn kernel_map_pa(va: u64, phys_base: i64) -> Option<u64> {
         .checked_add_signed(phys_base)
 }
 
-impl<M: PhysMem> Translator for LinuxX86<M> {
-    #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
-        if let Some(span) = self.tlb.get(va) {
-            return Ok(span);
-        }
-        let span = self.translate(image, va)?.span_in(&self.mem, va)?;
-        self.tlb.put(va, span);
-        Ok(span)
+impl<M: PhysMem> Mmu for LinuxX86<M> {
+    type Mem = M;
+
+    fn mem(&self) -> &M {
+        &self.mem
     }
 
     #[inline(always)]
-    fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
-        self.mem.read_at(image, off, buf)
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+        LinuxX86::translate(self, image, va)
     }
 
     /// Walks the kernel page tables from the root: leaves inside the
