@@ -147,22 +147,10 @@ fn must_fail_reads() {
         let core = s.file("vmcore", &m.elf_vmcore(Style::Qemu));
         let kvm = open(None, &core).unwrap();
         let mut buf = [0u8; 8];
-        let hole = m.vmalloc_page(3);
-        match kvm.read(hole, &mut buf) {
-            Err(Error::Translate {
-                va,
-                fault: Fault::Unmapped(_),
-            }) => assert_eq!(va, hole),
-            other => panic!("hole: {other:?}"),
-        }
-        let mmio = m.vmalloc_page(12);
-        match kvm.read(mmio, &mut buf) {
-            Err(Error::Translate { va, fault }) => {
-                assert_eq!(va, mmio);
-                assert_eq!(fault, Fault::NotInDump { pa: MMIO });
-            }
-            other => panic!("mmio: {other:?}"),
-        }
+        let hole = fixture::fault_at(&kvm, m.vmalloc_page(3));
+        assert!(matches!(hole, Fault::Unmapped(_)), "{hole}");
+        let mmio = fixture::fault_at(&kvm, m.vmalloc_page(12));
+        assert_eq!(mmio, Fault::NotInDump { pa: MMIO });
         // A user address (bit 55 clear: TTBR0's).
         let err = kvm.read(0x0000_ffff_f000_0000, &mut buf).unwrap_err();
         assert!(
