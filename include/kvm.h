@@ -180,7 +180,8 @@ extern "C" {
 
  Extension: `corefile` may be a Linux vmcore (ELF or kdump-compressed,
  plain or flattened). `execfile` is then its `vmlinux`, `System.map` or
- a `/proc/kallsyms` listing, or NULL (symbols from the dump's
+ a `/proc/kallsyms` listing, or NULL (symbols from the kernel's kallsyms
+ tables in the dump, which VMCOREINFO locates on Linux 6.0+, and from
  VMCOREINFO); `kvm_nlist2` gives run-time (KASLR-moved) addresses and
  `kvm_kerndisp` the KASLR offset. A NULL `execfile` with a FreeBSD dump
  means `/boot/kernel/kernel`, as in FreeBSD.
@@ -231,7 +232,8 @@ char *kvm_geterr(kvm_t *kd);
 int kvm_native(kvm_t *kd);
 
 /*
- The kernel displacement (0 where the backend cannot know it).
+ The kernel displacement (0 where the backend cannot know it); for a
+ Linux dump (extension), the KASLR offset.
  */
 kssize_t kvm_kerndisp(kvm_t *kd);
 

@@ -321,7 +321,8 @@ unsafe fn open_common(
 ///
 /// Extension: `corefile` may be a Linux vmcore (ELF or kdump-compressed,
 /// plain or flattened). `execfile` is then its `vmlinux`, `System.map` or
-/// a `/proc/kallsyms` listing, or NULL (symbols from the dump's
+/// a `/proc/kallsyms` listing, or NULL (symbols from the kernel's kallsyms
+/// tables in the dump, which VMCOREINFO locates on Linux 6.0+, and from
 /// VMCOREINFO); `kvm_nlist2` gives run-time (KASLR-moved) addresses and
 /// `kvm_kerndisp` the KASLR offset. A NULL `execfile` with a FreeBSD dump
 /// means `/boot/kernel/kernel`, as in FreeBSD.
@@ -417,7 +418,8 @@ pub unsafe extern "C" fn kvm_native(kd: *mut kvm_t) -> c_int {
     kd.as_ref().map_or(0, |kd| c_int::from(kd.kvm.native()))
 }
 
-/// The kernel displacement (0 where the backend cannot know it).
+/// The kernel displacement (0 where the backend cannot know it); for a
+/// Linux dump (extension), the KASLR offset.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_kerndisp(kd: *mut kvm_t) -> kssize_t {
     kd.as_ref().map_or(0, |kd| kd.kvm.kerndisp())

@@ -1,11 +1,14 @@
 //! A cross-architecture, libkvm-compatible reader of FreeBSD kernel crash
-//! dumps.
+//! dumps and Linux vmcores.
 //!
-//! Open a kernel image and a dump (an ELF full dump or a minidump) taken on
-//! any supported architecture (amd64, i386, arm64, riscv) with
-//! [`Kvm::open`], then resolve symbols, read kernel virtual memory and walk
-//! the mapped pages. The same functionality is exported to C with FreeBSD's
-//! `kvm.h` names (`include/kvm.h`; `libkvm.so` and `libkvm.a`).
+//! Open a kernel image and a dump taken on any supported architecture with
+//! [`Kvm::open`] (FreeBSD: an ELF full dump or a minidump of amd64, i386,
+//! arm64 or riscv; Linux: an ELF or kdump-compressed vmcore of x86-64, i386
+//! or aarch64, with its `vmlinux`, `System.map`, a kallsyms listing, or no
+//! kernel file at all through [`OpenOptions::open_dump`]), then resolve
+//! symbols, read kernel virtual memory and walk the mapped pages. The same
+//! functionality is exported to C with FreeBSD's `kvm.h` names
+//! (`include/kvm.h`; `libkvm.so` and `libkvm.a`).
 //!
 //! ```
 //! # fn main() -> kvm::Result<()> {
@@ -37,8 +40,9 @@
 //!
 //! Inside, each dump format is a backend (one file under `arch/`) in a
 //! linker set, as libkvm's `kvm_arch`; one page-table walker described by
-//! data serves every architecture; containers (ELF cores, minidumps) locate
-//! physical memory in the file.
+//! data serves every architecture; containers (ELF cores, minidumps, kdump
+//! files) locate and read physical memory; a personality (FreeBSD's, or
+//! Linux's: VMCOREINFO, KASLR, kallsyms) finds the tables and symbols.
 
 #![warn(missing_docs)]
 
