@@ -11,7 +11,7 @@
 //! `sme_mask` (AMD memory encryption: the C-bit is set in entries and is
 //! no part of a frame).
 
-use super::amd64::{check_canonical, entry_prot, native, MMU, MMU_LA57};
+use super::amd64::{check_canonical, entry_prot, native, MMU, MMU_LA57, PG_FRAME};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::linux::{LinuxCore, Mem, Mmu, Needs, Space};
@@ -69,7 +69,9 @@ struct LinuxX86<M> {
 }
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
-    let LinuxCore { mem, info, .. } = s.take_linux()?;
+    let LinuxCore {
+        mem, info, qemu_cr, ..
+    } = s.take_linux()?;
     let info = Needs::new(&info, "x86-64");
     Ok(match mem {
         Mem::Elf(m) => {
@@ -77,17 +79,33 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
             let base = m.loads.iter().find_map(|&(va, pa)| {
                 ((va as i64) < 0 && va < START_KERNEL_MAP).then(|| va.wrapping_sub(pa))
             });
-            Space::boxed(LinuxX86::new(s, &info, m, base)?)
+            Space::boxed(LinuxX86::new(s, &info, m, base, qemu_cr)?)
         }
-        Mem::Kdump(m) => Space::boxed(LinuxX86::new(s, &info, m, None)?),
+        Mem::Kdump(m) => Space::boxed(LinuxX86::new(s, &info, m, None, qemu_cr)?),
     })
 }
 
 impl<M: PhysMem> LinuxX86<M> {
-    /// `dmap_hint`: the direct map's base, where the container says it.
-    fn new(s: &Setup<'_>, info: &Needs<'_>, mem: M, dmap_hint: Option<u64>) -> Result<Self> {
-        let phys_base = info.number("phys_base")?;
-        let l5 = info.info.number("pgtable_l5_enabled") == Some(1);
+    /// `dmap_hint`: the direct map's base, where the container says it;
+    /// `cr`: the first CPU's control registers, where QEMU wrote them.
+    fn new(
+        s: &Setup<'_>,
+        info: &Needs<'_>,
+        mem: M,
+        dmap_hint: Option<u64>,
+        cr: Option<[u64; 5]>,
+    ) -> Result<Self> {
+        let image = s.core;
+        // Without VMCOREINFO (QEMU's dump of a guest started without
+        // -device vmcoreinfo), the CPU's own CR3 and CR4.
+        let from_cpu = match (info.info.number("phys_base"), cr) {
+            (None, Some(cr)) => Some(cpu_root(&cr)?),
+            _ => None,
+        };
+        let l5 = match from_cpu {
+            Some((_, l5)) => l5,
+            None => info.info.number("pgtable_l5_enabled") == Some(1),
+        };
         // The C-bit of memory encryption is set in entries, not in frames.
         let sme = info.info.number("sme_mask").unwrap_or(0) as u64;
         let paging = match (l5, sme) {
@@ -96,45 +114,26 @@ impl<M: PhysMem> LinuxX86<M> {
             (false, _) => Paging::L4Sme(MMU.without(sme)),
             (true, _) => Paging::L5Sme(MMU_LA57.without(sme)),
         };
-        let (name, root_va) = ["init_top_pgt", "init_level4_pgt", "swapper_pg_dir"]
-            .into_iter()
-            .find_map(|n| Some((n, (s.lookup)(n)?)))
-            .ok_or_else(|| {
-                Error::BadCore(format!(
-                    "{}: neither VMCOREINFO nor the kernel's symbols give init_top_pgt (or \
-                     swapper_pg_dir), the kernel's page-table root",
-                    info.what
-                ))
-            })?;
-        let root = kernel_map_pa(root_va, phys_base).ok_or_else(|| {
-            Error::BadCore(format!(
-                "{name} ({root_va:#x}) is not in the kernel map (from {START_KERNEL_MAP:#x})"
-            ))
-        })?;
         let mut t = LinuxX86 {
             mem,
             paging,
-            root,
+            root: 0,
             dmap: DirectMap::NONE,
         };
-        // The tables found must map the root's own address to the root:
-        // a wrong phys_base or root symbol (another kernel's, or a lying
-        // VMCOREINFO) fails here rather than reading garbage later.
-        let image = s.core;
-        match t.translate(image, root_va).map(|m| m.pa) {
-            Ok(pa) if pa == root => {}
-            got => {
-                return Err(Error::BadCore(format!(
-                    "the page tables at physical {root:#x} ({name} {root_va:#x} with phys_base \
-                     {phys_base}) do not map {name} back to themselves ({}): VMCOREINFO does not \
-                     describe this memory",
-                    match got {
-                        Ok(pa) => format!("they give {pa:#x}"),
-                        Err(f) => f.to_string(),
-                    }
-                )))
+        t.root = match from_cpu {
+            Some((root, _)) => {
+                if t.mem.locate(root).is_none() {
+                    return Err(Error::BadCore(format!(
+                        "{}: the CPU's CR3 ({:#x}, from QEMU's notes) names a page table the \
+                         dump does not hold",
+                        info.what,
+                        cr.map_or(0, |c| c[3])
+                    )));
+                }
+                root
             }
-        }
+            None => t.root_from_vmcoreinfo(s, info)?,
+        };
         // The direct map's base is randomised (CONFIG_RANDOMIZE_MEMORY):
         // the kernel keeps it in page_offset_base.
         let (base, bits) = if l5 {
@@ -153,6 +152,42 @@ impl<M: PhysMem> LinuxX86<M> {
             phys: 0,
         };
         Ok(t)
+    }
+
+    /// The root VMCOREINFO gives: `init_top_pgt` through `phys_base`,
+    /// checked: the tables found must map the root's own address to the
+    /// root, so a wrong phys_base or root symbol (another kernel's, or a
+    /// lying VMCOREINFO) fails here rather than reading garbage later.
+    fn root_from_vmcoreinfo(&mut self, s: &Setup<'_>, info: &Needs<'_>) -> Result<u64> {
+        let phys_base = info.number("phys_base")?;
+        let (name, root_va) = ["init_top_pgt", "init_level4_pgt", "swapper_pg_dir"]
+            .into_iter()
+            .find_map(|n| Some((n, (s.lookup)(n)?)))
+            .ok_or_else(|| {
+                Error::BadCore(format!(
+                    "{}: neither VMCOREINFO nor the kernel's symbols give init_top_pgt (or \
+                     swapper_pg_dir), the kernel's page-table root",
+                    info.what
+                ))
+            })?;
+        let root = kernel_map_pa(root_va, phys_base).ok_or_else(|| {
+            Error::BadCore(format!(
+                "{name} ({root_va:#x}) is not in the kernel map (from {START_KERNEL_MAP:#x})"
+            ))
+        })?;
+        self.root = root;
+        match self.translate(s.core, root_va).map(|m| m.pa) {
+            Ok(pa) if pa == root => Ok(root),
+            got => Err(Error::BadCore(format!(
+                "the page tables at physical {root:#x} ({name} {root_va:#x} with phys_base \
+                 {phys_base}) do not map {name} back to themselves ({}): VMCOREINFO does not \
+                 describe this memory",
+                match got {
+                    Ok(pa) => format!("they give {pa:#x}"),
+                    Err(f) => f.to_string(),
+                }
+            ))),
+        }
     }
 
     /// The translation of `va`.
@@ -232,6 +267,28 @@ fn check_canonical_57(va: u64) -> Result<(), Fault> {
 #[inline(never)]
 fn non_canonical_57() -> Fault {
     Fault::OutOfRange("not a canonical 57-bit address (bits 56-63 must be equal)".into())
+}
+
+/// The page-table root and paging mode a CPU's control registers give
+/// (Intel SDM vol. 3A, 4.1: CR0.PG (bit 31) enables paging; CR4.PAE
+/// (bit 5) is set in IA-32e mode; CR4.LA57 (bit 12) selects five levels;
+/// CR3 bits 12-51 hold the top table, its low bits PCID or flags).
+fn cpu_root(cr: &[u64; 5]) -> Result<(u64, bool)> {
+    if cr[0] & (1 << 31) == 0 {
+        return Err(Error::BadCore(
+            "Linux x86-64 dump without VMCOREINFO: the CPU QEMU dumped had paging off (CR0.PG \
+             clear), so there are no kernel page tables to read"
+                .into(),
+        ));
+    }
+    if cr[4] & (1 << 5) == 0 {
+        return Err(Error::BadCore(format!(
+            "Linux x86-64 dump without VMCOREINFO: CR4 {:#x} has PAE clear, which no 64-bit \
+             kernel runs with",
+            cr[4]
+        )));
+    }
+    Ok((cr[3] & PG_FRAME, cr[4] & (1 << 12) != 0))
 }
 
 /// The physical address of kernel-map address `va`.

@@ -9,7 +9,7 @@ use crate::linux::{self, LinuxCore, Symbols};
 use crate::physmem::Span;
 use crate::registry::{self, Backend, Probe, Setup, Translator};
 use crate::walk::Page;
-use object::elf::EM_386;
+use object::elf::{EM_386, EM_X86_64};
 use std::path::Path;
 
 /// Resolves a kernel symbol name to an address (the `kvm_open2` resolver).
@@ -279,6 +279,7 @@ impl OpenOptions {
             linux: Some(&l),
         })?;
         let (ptr_size, big_endian) = (if l.machine == EM_386 { 4 } else { 8 }, l.big_endian);
+        let machine = l.machine;
         let resolver = self.resolver;
         let lookup = |name: &str| match &resolver {
             Some(r) => r(name),
@@ -298,6 +299,22 @@ impl OpenOptions {
             resolver,
             linux: Some(symbols),
         };
+        // No KERNELOFFSET to move the kernel file's symbols by (a QEMU dump
+        // without VMCOREINFO): x86-64's kernel map tells it.
+        if let (true, Some(text), Some(banner), Some(symbols)) = (
+            machine == EM_X86_64,
+            kvm.kernel.symbol("_text"),
+            kvm.kernel.symbol("linux_banner"),
+            kvm.linux.as_ref(),
+        ) {
+            if symbols.info.kernel_offset().is_none() && symbols.info.symbol("_stext").is_none() {
+                if let Some(slide) = linux::x86_64_image_slide(&kvm, text.value, banner.value) {
+                    if let Some(s) = kvm.linux.as_mut() {
+                        (s.slide, s.kaslr) = (slide, slide);
+                    }
+                }
+            }
+        }
         // Without a kernel file, the kernel's own kallsyms tables, where
         // VMCOREINFO says they are (Linux 6.0+); their values are run-time
         // ones. A table that does not decode fails the open, unless told not

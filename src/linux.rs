@@ -41,6 +41,9 @@ pub struct LinuxCore {
     pub big_endian: bool,
     /// VMCOREINFO, empty when the dump has none.
     pub info: VmcoreInfo,
+    /// The first CPU's control registers from QEMU's notes (`cr[0..5]`),
+    /// where QEMU wrote the dump.
+    pub qemu_cr: Option<[u64; 5]>,
     /// "ELF vmcore" or the kdump description, for messages.
     pub format: String,
 }
@@ -85,6 +88,7 @@ impl LinuxCore {
             mem: Mem::Elf(elf),
             machine: id.machine,
             big_endian: id.big_endian,
+            qemu_cr: qemu_control_registers(&notes, id.big_endian),
             info: info.unwrap_or_default(),
             format: "ELF vmcore".into(),
         }))
@@ -112,10 +116,12 @@ impl LinuxCore {
         };
         let big_endian = dump.big_endian();
         let format = dump.describe();
+        let qemu_cr = qemu_control_registers(dump.notes().unwrap_or_default(), big_endian);
         Ok(LinuxCore {
             mem: Mem::Kdump(dump),
             machine,
             big_endian,
+            qemu_cr,
             info,
             format,
         })
@@ -135,6 +141,31 @@ impl LinuxCore {
             None => format!("a Linux {} of {arch} without VMCOREINFO", self.format),
         }
     }
+}
+
+/// The first CPU's `cr[0..5]` from QEMU's per-CPU "QEMU" notes
+/// (`QEMUCPUState`, `target/i386/arch_dump.c`: version and size (u32),
+/// 18 general registers, 10 segments of 24 bytes, then `cr[5]` at offset
+/// 392), if the notes hold one.
+fn qemu_control_registers(notes: &[u8], big_endian: bool) -> Option<[u64; 5]> {
+    const CR: usize = 392;
+    let mut found = None;
+    for_each_note(notes, big_endian, |name, _, desc| {
+        if name == b"QEMU" && found.is_none() && desc.len() >= CR + 40 {
+            let word = |i: usize| {
+                let b: [u8; 8] = desc[CR + 8 * i..CR + 8 * i + 8]
+                    .try_into()
+                    .unwrap_or([0; 8]);
+                if big_endian {
+                    u64::from_be_bytes(b)
+                } else {
+                    u64::from_le_bytes(b)
+                }
+            };
+            found = Some([word(0), word(1), word(2), word(3), word(4)]);
+        }
+    });
+    found
 }
 
 /// The VMCOREINFO note's text, if the notes hold one.
@@ -315,4 +346,28 @@ impl<'a> Needs<'a> {
             })
         })
     }
+}
+
+/// `__START_KERNEL_map` (x86-64, `arch/x86/include/asm/page_64_types.h`).
+const X86_64_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+
+/// The KASLR offset of an x86-64 kernel whose dump does not say it (no
+/// VMCOREINFO): the running kernel's image is the first leaf of the kernel
+/// map (`cleanup_highmap` clears what lies before `_text`), so its move
+/// from `link_text` (the kernel file's `_text`, 2 MiB-aligned) is the
+/// offset; accepted only if `linux_banner` (link-time `banner`) then reads
+/// "Linux version".
+pub fn x86_64_image_slide(kvm: &crate::Kvm, link_text: u64, banner: u64) -> Option<u64> {
+    let mut first = None;
+    let _ = kvm.walk_pages(|p| {
+        if p.kmap_vaddr >= X86_64_KERNEL_MAP {
+            first = Some(p.kmap_vaddr);
+            return false;
+        }
+        true
+    });
+    let slide = first?.wrapping_sub(link_text & !((2 << 20) - 1));
+    let mut text = [0u8; 13];
+    kvm.read_exact(banner.wrapping_add(slide), &mut text).ok()?;
+    (&text == b"Linux version").then_some(slide)
 }

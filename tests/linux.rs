@@ -241,17 +241,16 @@ fn bad_vmcoreinfo() {
     let gone = good.replace(&format!("NUMBER(phys_base)={}\n", m.phys_base), "");
     let err = open_with(&gone).unwrap_err().to_string();
     assert!(err.contains("NUMBER(phys_base)"), "{err}");
-    // QEMU without -device vmcoreinfo, and no kernel file.
-    let core = s.file("qemu", &m.elf_vmcore(Style::QemuNoVmcoreinfo));
-    let err = open(None, &core).unwrap_err().to_string();
+    // Neither VMCOREINFO nor QEMU's CPU notes: nothing says where the
+    // tables are.
+    let loads: Vec<_> = m.ram.ranges.iter().map(|&(a, b)| (0, a, b - a)).collect();
+    let core = s.file("bare", &elf_core(TARGET, &m.notes(None), &loads, &m.ram));
+    let map = s.file("System.map", &m.system_map());
+    let err = open(Some(&map), &core).unwrap_err().to_string();
     assert!(
         err.contains("no VMCOREINFO") && err.contains("-device vmcoreinfo"),
         "{err}"
     );
-    // ... with the kernel's System.map: still no phys_base to be had.
-    let map = s.file("System.map", &m.system_map());
-    let err = open(Some(&map), &core).unwrap_err().to_string();
-    assert!(err.contains("vmcoreinfo"), "{err}");
 }
 
 /// i386: non-PAE and PAE kernels, the default 3G/1G split and a 2G/2G one,
@@ -438,4 +437,26 @@ fn kcore_style_segments() {
     core[ph + 40..ph + 48].copy_from_slice(&(32u64 << 40).to_le_bytes());
     let kvm = open(None, &s.file("kcore", &core)).unwrap();
     check_all(&kvm, &m);
+}
+
+/// QEMU's dump of a guest started without `-device vmcoreinfo`: the tables
+/// come from the CPU's CR3 and CR4 in QEMU's notes, and the KASLR offset of
+/// a System.map's symbols from where the kernel image is mapped (checked
+/// against `linux_banner`); without a kernel file, reads by address.
+#[test]
+fn qemu_without_vmcoreinfo() {
+    for m in [LinuxX86::kaslr(), LinuxX86::la57()] {
+        let s = Scratch::new("linux-qemu-bare");
+        let core = s.file("vmcore", &m.elf_vmcore(Style::QemuNoVmcoreinfo));
+        let map = s.file("System.map", &m.system_map());
+        let kvm = open(Some(&map), &core).unwrap();
+        assert_eq!(kvm.kerndisp(), m.kaslr as i64);
+        for sym in ["linux_banner", "init_top_pgt", "jiffies"] {
+            assert_eq!(kvm.symbol(sym).map(|s| s.value), Some(m.sym(sym)), "{sym}");
+        }
+        check_all(&kvm, &m);
+        let kvm = open(None, &core).unwrap();
+        assert_eq!(kvm.symbol("linux_banner"), None);
+        check_all(&kvm, &m);
+    }
 }
