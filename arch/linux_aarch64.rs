@@ -187,9 +187,17 @@ impl Geometry {
                 )))
             }
         };
-        // drgn's rule (see the module comment).
+        // drgn's rule (see the module comment). T1SZ is 12 to 28 for the
+        // 36- to 52-bit spaces (TCR_EL1.T1SZ = 64 - VA bits).
         let va_bits = match t1sz {
-            Some(t) if page_shift != 16 => 64 - t,
+            Some(t) if page_shift != 16 => {
+                if !(12..=28).contains(&t) {
+                    return Err(bad(format!(
+                        "VMCOREINFO's NUMBER(TCR_EL1_T1SZ) is {t:#x} (expected 12 to 28)"
+                    )));
+                }
+                64 - t
+            }
             _ => config_va_bits,
         };
         if !(36..=52).contains(&va_bits) || va_bits < i64::from(page_shift) + 10 {
@@ -290,7 +298,15 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         ..
     } = s.take_linux()?;
     let info = Needs::new(&info, "aarch64");
+    // VA_BITS 36 to 52 (arch/arm64/Kconfig); checked here, as every use
+    // below shifts by it.
     let va_bits = info.number("VA_BITS")?;
+    if !(36..=52).contains(&va_bits) {
+        return Err(Error::BadCore(format!(
+            "{}: VMCOREINFO's NUMBER(VA_BITS) is {va_bits} (expected 36 to 52)",
+            info.what
+        )));
+    }
     let page_size = info
         .info
         .page_size()

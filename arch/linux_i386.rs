@@ -23,16 +23,9 @@ use crate::walk::{linux_page, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_386;
 
-/// `PAGE_OFFSET` of each `CONFIG_VMSPLIT_*` choice, the default (3G/1G)
-/// first.
-const PAGE_OFFSETS: [u64; 6] = [
-    0xc000_0000,
-    0xb000_0000,
-    0x8000_0000,
-    0x7800_0000,
-    0x4000_0000,
-    0xa000_0000,
-];
+/// `PAGE_OFFSET` of each `CONFIG_VMSPLIT_*` choice (`arch/x86/Kconfig`:
+/// 3G, 3G_OPT, 2G, 2G_OPT, 1G), the default (3G/1G) first.
+const PAGE_OFFSETS: [u64; 5] = [0xc000_0000, 0xb000_0000, 0x8000_0000, 0x7800_0000, 0x4000_0000];
 
 fn probe(p: &Probe<'_>) -> bool {
     p.linux.is_some_and(|l| l.machine == EM_386) && p.kernel.is_none_or(|k| k.machine == EM_386)

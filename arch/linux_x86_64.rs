@@ -76,8 +76,11 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     Ok(match mem {
         Mem::Elf(m) => {
             // kexec-tools names each RAM segment by its direct-map address.
+            // (/proc/kcore's vmalloc and module segments have no physical
+            // address: p_paddr -1.)
             let base = m.loads.iter().find_map(|&(va, pa)| {
-                ((va as i64) < 0 && va < START_KERNEL_MAP).then(|| va.wrapping_sub(pa))
+                ((va as i64) < 0 && va < START_KERNEL_MAP && pa != u64::MAX)
+                    .then(|| va.wrapping_sub(pa))
             });
             Space::boxed(LinuxX86::new(s, &info, m, base, qemu_cr)?)
         }

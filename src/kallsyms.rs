@@ -28,6 +28,10 @@ use crate::vmcoreinfo::VmcoreInfo;
 /// The most symbols believed (a kernel with every option has about 300k).
 const MAX_SYMS: u32 = 4 << 20;
 
+/// The longest name a kernel symbol has, its type letter included
+/// (`KSYM_NAME_LEN`, `include/linux/kallsyms.h`).
+const KSYM_NAME_LEN: usize = 512;
+
 /// Reads kernel memory: `read(va, buf)` fills `buf` or fails.
 pub type Read<'a> = &'a dyn Fn(u64, &mut [u8]) -> Result<()>;
 
@@ -123,7 +127,15 @@ pub fn load(
         more(&mut bytes, at + len)?;
         let mut name = Vec::new();
         for &t in &bytes[at..at + len] {
-            name.extend_from_slice(token(t));
+            let tok = token(t);
+            if name.len() + tok.len() > KSYM_NAME_LEN {
+                return Err(bad(format!(
+                    "symbol {} expands past {KSYM_NAME_LEN} bytes (KSYM_NAME_LEN): the tables \
+                     are not a kernel's",
+                    list.len()
+                )));
+            }
+            name.extend_from_slice(tok);
         }
         at += len;
         let Some((&kind, rest)) = name.split_first() else {

@@ -3,11 +3,12 @@
 //!
 //! A dump never changes, so a virtual page always translates to the same
 //! physical page: an entry is either right or absent, and the only hazard
-//! is pairing one page's tag with another's value while a writer replaces
-//! a slot. Each slot is a tag and a value under the sequence-lock protocol
-//! (the writer clears the tag, writes the value, sets the tag; a reader
-//! takes the value only if the tag it saw before and after is its page's),
-//! so a hit costs two loads and a fence, with no lock and no allocation.
+//! is pairing one page's tag with another's value while writers replace a
+//! slot. Each slot is a tag and a value under a sequence lock: a writer
+//! claims the slot by swapping its tag for `BUSY` (a writer that loses the
+//! race gives up), writes the value, then publishes the new tag; a reader
+//! takes the value only if the tag it saw before and after is its page's.
+//! A hit costs two loads and a fence, with no lock and no allocation.
 //!
 //! What is cached is where a 4 KiB virtual page lies in the container (the
 //! span a translation gives, a file offset or, for kdump, a physical
@@ -17,14 +18,17 @@
 use crate::physmem::Span;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
+/// The tag of a slot a writer is filling (no page number plus one is it).
+const BUSY: u64 = u64::MAX;
+
 /// Slots: 1024 x 16 bytes, a 4 MiB reach of 4 KiB pages (a debugger's
 /// working set: the structures it follows, the stacks it reads).
 const SLOTS: usize = 1024;
 
 #[derive(Default)]
 struct Slot {
-    /// The virtual page number plus one; 0 when the slot is empty or being
-    /// written.
+    /// The virtual page number plus one; 0 when the slot is empty, `BUSY`
+    /// while a writer fills it.
     tag: AtomicU64,
     /// Where the page's first byte lies in the container.
     loc: AtomicU64,
@@ -71,8 +75,10 @@ impl Tlb {
         })
     }
 
-    /// Caches `span`, where `va` lies, if the rest of `va`'s 4 KiB page is
-    /// contiguous there (a page that straddles two segments is not).
+    /// Caches `span`, where `va` lies. The caller checks that the whole
+    /// 4 KiB page of `va` lies contiguously there (from `span.off` minus
+    /// `va`'s offset in the page), as a hit assumes; a span that does not
+    /// reach the end of the page is not kept either.
     #[inline]
     pub fn put(&self, va: u64, span: Span) {
         let in_page = va & 0xfff;
@@ -81,7 +87,14 @@ impl Tlb {
         }
         let vpn = va >> 12;
         let s = self.slot(vpn);
-        s.tag.store(0, Ordering::Relaxed);
+        let seen = s.tag.load(Ordering::Relaxed);
+        if seen == BUSY
+            || s.tag
+                .compare_exchange(seen, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return; // another writer holds the slot
+        }
         fence(Ordering::Release);
         s.loc
             .store(span.off.wrapping_sub(in_page), Ordering::Relaxed);
@@ -104,13 +117,14 @@ mod tests {
         // A page whose rest is not contiguous is not kept.
         tlb.put(0x5000, span(0x9000, 0x10));
         assert!(tlb.get(0x5000).is_none());
-        // Threads filling and reading slots never see another page's frame.
+        // Threads filling and reading slots never see another page's frame,
+        // pages that share a slot included (8 pages per slot here).
         std::thread::scope(|sc| {
             for t in 0..4u64 {
                 let tlb = &tlb;
                 sc.spawn(move || {
-                    for i in 0..20_000u64 {
-                        let va = ((i * 7 + t) % 4096) << 12;
+                    for i in 0..200_000u64 {
+                        let va = ((i * 7 + t) % (8 * SLOTS as u64)) << 12;
                         match tlb.get(va) {
                             Some(h) => assert_eq!(h.off, va * 3),
                             None => tlb.put(va, span(va * 3, 4096)),

@@ -384,6 +384,21 @@ fn kallsyms_from_the_dump() {
     let mut buf = vec![0u8; BANNER.len()];
     kvm.read_exact(m.sym("linux_banner"), &mut buf).unwrap();
     assert_eq!(buf, BANNER);
+    // A name that expands past KSYM_NAME_LEN: refused before it grows.
+    let names = lines
+        .lines()
+        .find_map(|l| l.strip_prefix("SYMBOL(kallsyms_names)="))
+        .map(|v| u64::from_str_radix(v, 16).unwrap())
+        .unwrap();
+    let saved = m.maps.read(&m.ram, names, 128);
+    let mut long = vec![0x7fu8];
+    long.extend([0x87u8; 127]); // token 0x87: "vmalloc", 7 bytes each
+    m.write_virt(names, &long);
+    let err = open(None, &core_with(&m, &(m.vmcoreinfo() + &lines)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("KSYM_NAME_LEN"), "{err}");
+    m.write_virt(names, &saved);
     // A lying count: refused, or ignored when the kernel is not checked.
     let num = m.runtime(LINK_TEXT) + off::KALLSYMS;
     m.write_virt(num, &u32::MAX.to_le_bytes());
@@ -415,28 +430,64 @@ fn sme_c_bit() {
 }
 
 /// `/proc/kcore` names the segments that are no physical memory (vmalloc,
-/// modules) by p_paddr -1, their offsets far into a sparse file: such a
-/// core opens and reads through its RAM segments.
+/// modules) by p_paddr -1, their offsets far into a sparse file, and
+/// lists vmalloc before RAM (`fs/proc/kcore.c`): such a core opens, reads
+/// through its RAM segments, and its walk finds the direct map from the RAM
+/// segments' addresses.
 #[test]
 fn kcore_style_segments() {
     let m = LinuxX86::kaslr();
     let s = Scratch::new("linux-kcore");
     let info = m.vmcoreinfo();
-    let mut loads: Vec<_> = m
-        .ram
-        .ranges
-        .iter()
-        .map(|&(a, b)| (m.page_offset + a, a, b - a))
-        .collect();
-    loads.push((m.vmalloc, u64::MAX, 0));
+    let mut loads = vec![(m.vmalloc, u64::MAX, 0)];
+    loads.extend(
+        m.ram
+            .ranges
+            .iter()
+            .map(|&(a, b)| (m.page_offset + a, a, b - a)),
+    );
     let mut core = elf_core(TARGET, &m.notes(Some(&info)), &loads, &m.ram);
     // The vmalloc segment: 32 TiB at an offset past the end of the file.
-    let ph = 64 + 56 * loads.len();
+    let ph = 64 + 56;
     core[ph + 8..ph + 16].copy_from_slice(&(1u64 << 46).to_le_bytes());
     core[ph + 32..ph + 40].copy_from_slice(&(32u64 << 40).to_le_bytes());
     core[ph + 40..ph + 48].copy_from_slice(&(32u64 << 40).to_le_bytes());
     let kvm = open(None, &s.file("kcore", &core)).unwrap();
     check_all(&kvm, &m);
+    let pages = fixture::walk(&kvm, "kcore");
+    let low = pages.iter().find(|p| p.paddr == 0x20_0000).unwrap();
+    assert_eq!(
+        (low.kmap_vaddr, low.dmap_vaddr),
+        (0, m.page_offset + 0x20_0000)
+    );
+}
+
+/// A segment that starts in the middle of a page: what the TLB keeps of
+/// that page must not reach before the segment (the bytes there are the
+/// file's, not the page's).
+#[test]
+fn segment_starting_mid_page() {
+    let m = LinuxX86::kaslr();
+    let s = Scratch::new("linux-midpage");
+    let info = m.vmcoreinfo();
+    // RAM 1 MiB-64 MiB split at 0x100800, its upper part first in the file.
+    let (a, b) = m.ram.ranges[1];
+    let mut loads = vec![(0, 0x10_0800, b - 0x10_0800), (0, a, 0x800)];
+    loads.extend(
+        m.ram
+            .ranges
+            .iter()
+            .filter(|r| r.0 != a)
+            .map(|&(x, y)| (0, x, y - x)),
+    );
+    let core = s.file(
+        "vmcore",
+        &elf_core(TARGET, &m.notes(Some(&info)), &loads, &m.ram),
+    );
+    let kvm = open(None, &core).unwrap();
+    for va in [m.page_offset + 0x10_0900, m.page_offset + 0x10_0100] {
+        check(&kvm, &m, va, 16);
+    }
 }
 
 /// QEMU's dump of a guest started without `-device vmcoreinfo`: the tables

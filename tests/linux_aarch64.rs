@@ -196,6 +196,19 @@ fn bad_vmcoreinfo() {
     assert!(err.contains("NUMBER(VA_BITS)"), "{err}");
     let err = open_with(&good.replace("PAGESIZE=4096", "PAGESIZE=8192")).unwrap_err();
     assert!(err.to_string().contains("PAGESIZE 8192"), "{err}");
+    // Numbers no arm64 kernel has: refused, not overflowing.
+    for bits in ["0", "64", "200"] {
+        let lie = good.replace("NUMBER(VA_BITS)=48", &format!("NUMBER(VA_BITS)={bits}"));
+        let err = open_with(&lie).unwrap_err().to_string();
+        assert!(err.contains("NUMBER(VA_BITS)"), "{err}");
+    }
+    let t1sz = good
+        .lines()
+        .find(|l| l.starts_with("NUMBER(TCR_EL1_T1SZ)"))
+        .expect("the 4K/48 model writes TCR_EL1_T1SZ");
+    let lie = good.replace(t1sz, "NUMBER(TCR_EL1_T1SZ)=0x8000000000000000");
+    let err = open_with(&lie).unwrap_err().to_string();
+    assert!(err.contains("TCR_EL1_T1SZ"), "{err}");
     // QEMU without -device vmcoreinfo, with the System.map.
     let core = s.file("qemu", &m.elf_vmcore(Style::QemuNoVmcoreinfo));
     let map = s.file("System.map", &m.system_map());

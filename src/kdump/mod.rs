@@ -482,7 +482,7 @@ impl Kdump {
     pub fn set_page_size(&mut self, p: u64) -> Result<()> {
         if !p.is_power_of_two() || !(MIN_BLOCK..=MAX_BLOCK).contains(&p) {
             return Err(Error::BadCore(format!(
-                "kernel page size {p} (expected a power of two from {MIN_BLOCK} to {MAX_BLOCK})"
+                "VMCOREINFO's PAGESIZE {p} (expected a power of two from {MIN_BLOCK} to {MAX_BLOCK})"
             )));
         }
         self.page_size = p;

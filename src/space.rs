@@ -1,0 +1,102 @@
+//! An address space: an MMU (a page-table format, a root, a container to
+//! read tables and pages from) with a small TLB, as one translator. Every
+//! backend describes its MMU; this is where reads, translations and
+//! physical reads are written once.
+
+use crate::error::{Error, Fault, Result};
+use crate::image::Image;
+use crate::pagetable::Mapping;
+use crate::physmem::{PhysMem, Span};
+use crate::registry::Translator;
+use crate::tlb::Tlb;
+use crate::walk::Page;
+
+/// A kernel's MMU over a dump's container: what each backend provides;
+/// [`Space`] makes it a translator.
+pub trait Mmu: Send + Sync {
+    /// The container the tables and pages are read from.
+    type Mem: PhysMem;
+    /// The container.
+    fn mem(&self) -> &Self::Mem;
+    /// Walks the tables for `va`.
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault>;
+    /// `kvm_walk_pages` over the kernel's tables.
+    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool>;
+}
+
+/// A kernel's address space: its MMU, with a TLB of where recently
+/// translated pages lie (see [`crate::tlb`]).
+pub struct Space<A> {
+    mmu: A,
+    tlb: Tlb,
+}
+
+impl<A: Mmu + 'static> Space<A> {
+    /// The translator of `mmu`'s space.
+    pub fn boxed(mmu: A) -> Box<dyn Translator> {
+        Box::new(Space {
+            mmu,
+            tlb: Tlb::default(),
+        })
+    }
+}
+
+impl<A: Mmu> Translator for Space<A> {
+    #[inline]
+    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+        if let Some(span) = self.tlb.get(va) {
+            return Ok(span);
+        }
+        let mem = self.mmu.mem();
+        let m = self.mmu.translate(image, va)?;
+        let span = m.span_in(mem, va)?;
+        // Kept only if the whole 4 KiB page lies contiguously in the
+        // container (a segment may start, or a kdump block end, mid-page).
+        let in_page = va & 0xfff;
+        let whole = mem
+            .locate(m.pa.wrapping_sub(in_page))
+            .is_some_and(|p| p.off.wrapping_add(in_page) == span.off && p.len >= 4096);
+        if whole {
+            self.tlb.put(va, span);
+        }
+        Ok(span)
+    }
+
+    #[inline(always)]
+    fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
+        self.mmu.mem().read_at(image, off, buf)
+    }
+
+    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
+        self.mmu.walk_pages(image, f)
+    }
+
+    fn vtop(&self, image: &Image, va: u64) -> Result<u64, Fault> {
+        self.mmu.translate(image, va).map(|m| m.pa)
+    }
+
+    fn read_phys(&self, image: &Image, pa: u64, buf: &mut [u8]) -> Result<usize> {
+        let mem = self.mmu.mem();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = pa.checked_add(done as u64).ok_or_else(|| {
+                Error::physical(
+                    pa,
+                    Fault::OutOfRange(
+                        "the read runs past the top of the physical address space".into(),
+                    ),
+                )
+            })?;
+            let span = mem
+                .locate(at)
+                .ok_or_else(|| Error::physical(at, mem.missing(at)))?;
+            let want = (buf.len() - done).min(usize::try_from(span.len).unwrap_or(usize::MAX));
+            let n = mem.read_at(image, span.off, &mut buf[done..done + want])?;
+            done += n;
+            if n < want {
+                break; // the core file ended early
+            }
+        }
+        Ok(done)
+    }
+}
