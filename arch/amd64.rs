@@ -8,9 +8,10 @@
 use crate::elfcore::ElfCore;
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::pagetable::{Bits, Format, Frame, Level, Root};
-use crate::physmem::{PhysMem, Span};
+use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping};
+use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::space::{Mmu, Space};
 use crate::walk::{prot, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_X86_64;
@@ -163,7 +164,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let kernbase = s.require("kernbase")?;
     let var = s.require("KPML4phys")?;
     let pml4 = find_pml4(&core, s.core, kernbase, var)?;
-    Ok(Box::new(Amd64Elf { core, pml4 }))
+    Ok(Space::boxed(Amd64Elf { core, pml4 }))
 }
 
 /// Finds the kernel's PML4 from the `KPML4phys` variable.
@@ -214,12 +215,18 @@ fn find_pml4(core: &ElfCore, image: &Image, kernbase: u64, var: u64) -> Result<u
     )))
 }
 
-impl Translator for Amd64Elf {
+impl Mmu for Amd64Elf {
+    type Mem = ElfCore;
+
+    fn mem(&self) -> &ElfCore {
+        &self.core
+    }
+
     #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
         check_canonical(va)?;
         let m = MMU.translate(image, &self.core, Root::Phys(self.pml4), va)?;
-        m.span_in(&self.core, va)
+        Ok(m)
     }
 
     /// Walks the kernel page tables from the PML4. Leaves inside the direct

@@ -9,8 +9,9 @@ use crate::elfcore::ElfCore;
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
-use crate::physmem::{PhysMem, Span};
+use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::space::{Mmu, Space};
 use crate::walk::{prot, Page};
 use linkme::distributed_slice;
 use object::elf::EM_386;
@@ -164,14 +165,14 @@ static I386_ELF: Backend = Backend {
 
 /// The paging mode and its root table's physical address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mmu {
+enum Paging {
     /// PAE: the PDPT.
     Pae(u64),
     /// Non-PAE: the page directory.
     NoPae(u64),
 }
 
-impl Mmu {
+impl Paging {
     #[inline(always)]
     fn translate<M: PhysMem>(
         self,
@@ -180,22 +181,22 @@ impl Mmu {
         va: u64,
     ) -> Result<Mapping, Fault> {
         match self {
-            Mmu::Pae(root) => PAE.translate(image, mem, Root::Phys(root), va),
-            Mmu::NoPae(root) => NOPAE.translate(image, mem, Root::Phys(root), va),
+            Paging::Pae(root) => PAE.translate(image, mem, Root::Phys(root), va),
+            Paging::NoPae(root) => NOPAE.translate(image, mem, Root::Phys(root), va),
         }
     }
 }
 
 struct I386Elf {
     core: ElfCore,
-    mmu: Mmu,
+    mmu: Paging,
 }
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let core = ElfCore::parse(s.core)?;
     let kernbase = s.require("kernbase")?;
     let mmu = find_root(&core, s, kernbase)?;
-    Ok(Box::new(I386Elf { core, mmu }))
+    Ok(Space::boxed(I386Elf { core, mmu }))
 }
 
 /// Root-pointer variables, in the order they are tried. libkvm tries
@@ -219,7 +220,7 @@ const CANDIDATES: [(&str, bool); 3] = [
 /// it was read from. When both modes pass, the kernel's `pae_mode` decides
 /// (12+ kernels, `int pae_mode` in sys/i386/i386/pmap_base.c, which runs
 /// only one pmap's `pmap_cold`), else the first found.
-fn find_root(core: &ElfCore, s: &Setup<'_>, kernbase: u64) -> Result<Mmu> {
+fn find_root(core: &ElfCore, s: &Setup<'_>, kernbase: u64) -> Result<Paging> {
     let (mut pae, mut nopae) = (None, None);
     let mut tried: Vec<String> = Vec::new();
     for (name, is_pae) in CANDIDATES {
@@ -261,7 +262,7 @@ fn hex_list(v: &[u64]) -> String {
 }
 
 /// The root the variable at physical `pa` names, if it is self-consistent.
-fn check(core: &ElfCore, image: &Image, pae: bool, var: u64, pa: u64) -> Option<Mmu> {
+fn check(core: &ElfCore, image: &Image, pae: bool, var: u64, pa: u64) -> Option<Paging> {
     check_32bit(var).ok()?;
     let root = u64::from(read32(core, image, pa)?);
     // The PDPT is 32-byte aligned (the CPU ignores CR3 bits 0-4 under PAE);
@@ -271,9 +272,9 @@ fn check(core: &ElfCore, image: &Image, pae: bool, var: u64, pa: u64) -> Option<
         return None;
     }
     let mmu = if pae {
-        Mmu::Pae(root)
+        Paging::Pae(root)
     } else {
-        Mmu::NoPae(root)
+        Paging::NoPae(root)
     };
     let m = mmu.translate(image, core, var).ok()?;
     (m.pa == pa).then_some(mmu)
@@ -289,7 +290,7 @@ fn read32(core: &ElfCore, image: &Image, pa: u64) -> Option<u32> {
 }
 
 /// Picks the mode `int pae_mode` names, read through a validated root.
-fn by_pae_mode(core: &ElfCore, s: &Setup<'_>, pae: Mmu, nopae: Mmu) -> Option<Mmu> {
+fn by_pae_mode(core: &ElfCore, s: &Setup<'_>, pae: Paging, nopae: Paging) -> Option<Paging> {
     let var = (s.lookup)("pae_mode")?;
     let pae_mode = [pae, nopae].iter().find_map(|mmu| {
         let pa = mmu.translate(s.core, core, var).ok()?.pa;
@@ -298,12 +299,18 @@ fn by_pae_mode(core: &ElfCore, s: &Setup<'_>, pae: Mmu, nopae: Mmu) -> Option<Mm
     Some(if pae_mode != 0 { pae } else { nopae })
 }
 
-impl Translator for I386Elf {
+impl Mmu for I386Elf {
+    type Mem = ElfCore;
+
+    fn mem(&self) -> &ElfCore {
+        &self.core
+    }
+
     #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
         check_32bit(va)?;
         let m = self.mmu.translate(image, &self.core, va)?;
-        m.span_in(&self.core, va)
+        Ok(m)
     }
 
     /// Walks the kernel page tables from the root (i386 has no direct map;
@@ -320,8 +327,8 @@ impl Translator for I386Elf {
             })
         };
         match self.mmu {
-            Mmu::Pae(root) => PAE.walk(image, &self.core, Root::Phys(root), 64, &mut visit),
-            Mmu::NoPae(root) => NOPAE.walk(image, &self.core, Root::Phys(root), 64, &mut visit),
+            Paging::Pae(root) => PAE.walk(image, &self.core, Root::Phys(root), 64, &mut visit),
+            Paging::NoPae(root) => NOPAE.walk(image, &self.core, Root::Phys(root), 64, &mut visit),
         }
         .map_err(|fault| Error::BadCore(format!("page walk: {fault}")))
     }

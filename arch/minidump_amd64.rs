@@ -16,9 +16,9 @@ use super::amd64::{
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{Minidump, Sizes};
-use crate::pagetable::{Format, Frame, Root};
-use crate::physmem::{PhysMem, Span};
+use crate::pagetable::{Format, Frame, Root, Mapping};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::space::{Mmu, Space};
 use crate::walk::{DirectMap, Page};
 use byteorder::{ByteOrder, LittleEndian};
 use linkme::distributed_slice;
@@ -135,7 +135,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     };
     let (layout, map_off) = sizes.layout(s.core, "page map").map_err(|e| e.within("amd64 minidump"))?;
     let mem = Minidump::new(s.core, layout).map_err(|e| e.within("amd64 minidump"))?;
-    Ok(Box::new(Amd64Minidump {
+    Ok(Space::boxed(Amd64Minidump {
         mem,
         v1: version == 1,
         map_off,
@@ -149,9 +149,15 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     }))
 }
 
-impl Translator for Amd64Minidump {
+impl Mmu for Amd64Minidump {
+    type Mem = Minidump;
+
+    fn mem(&self) -> &Minidump {
+        &self.mem
+    }
+
     #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
         check_canonical(va)?;
         let pa = if va >= self.kernbase {
             let root = Root::File {
@@ -173,7 +179,11 @@ impl Translator for Amd64Minidump {
                 self.kernbase, self.dmap.base, self.dmap.end
             )));
         };
-        self.mem.locate(pa).ok_or(Fault::NotInDump { pa })
+        Ok(Mapping {
+            pa,
+            size: self.mem.page_size(),
+            entry: 0,
+        })
     }
 
     /// The page map's leaves (PTEs in version 1, PDEs and the page-table

@@ -11,9 +11,9 @@
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{DmapHeader, Minidump};
-use crate::pagetable::{Bits, Format, Frame, Level, Root};
-use crate::physmem::{PhysMem, Span};
+use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::space::{Mmu, Space};
 use crate::walk::{prot, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_AARCH64;
@@ -111,7 +111,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         f => return Err(bad(format!("unknown page size flag {f:#x} (4 KiB and 16 KiB are known)"))),
     };
     let (layout, map_off) = h.sizes.layout(s.core, "page map").map_err(|e| e.within("arm64 minidump"))?;
-    Ok(Box::new(Arm64Minidump {
+    Ok(Space::boxed(Arm64Minidump {
         mem: Minidump::new(s.core, layout).map_err(|e| e.within("arm64 minidump"))?,
         map_off,
         map_entries: h.sizes.pmap / 8,
@@ -131,9 +131,15 @@ impl Arm64Minidump {
     }
 }
 
-impl Translator for Arm64Minidump {
+impl Mmu for Arm64Minidump {
+    type Mem = Minidump;
+
+    fn mem(&self) -> &Minidump {
+        &self.mem
+    }
+
     #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
         let pa = if let Some(pa) = self.dmap.pa_of(va) {
             pa
         } else if va >= self.kernbase {
@@ -149,7 +155,11 @@ impl Translator for Arm64Minidump {
                 self.kernbase
             )));
         };
-        self.mem.locate(pa).ok_or(Fault::NotInDump { pa })
+        Ok(Mapping {
+            pa,
+            size: self.mem.page_size(),
+            entry: 0,
+        })
     }
 
     /// The page map's L3 pages, then the dumped pages only the direct map

@@ -16,9 +16,9 @@ use super::i386::{
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{Minidump, Sizes};
-use crate::pagetable::{Format, Frame, Root};
-use crate::physmem::{PhysMem, Span};
+use crate::pagetable::{Format, Frame, Root, Mapping};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::space::{Mmu, Space};
 use crate::walk::{DirectMap, Page};
 use byteorder::{ByteOrder, LittleEndian};
 use linkme::distributed_slice;
@@ -132,7 +132,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         count: ptesize / if pae { 8 } else { 4 },
         base: kernbase,
     };
-    Ok(Box::new(I386Minidump {
+    Ok(Space::boxed(I386Minidump {
         mem,
         pae,
         map,
@@ -140,9 +140,15 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     }))
 }
 
-impl Translator for I386Minidump {
+impl Mmu for I386Minidump {
+    type Mem = Minidump;
+
+    fn mem(&self) -> &Minidump {
+        &self.mem
+    }
+
     #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
         check_32bit(va)?;
         if va < self.kernbase {
             return Err(below_kernbase(self.kernbase));
@@ -153,7 +159,11 @@ impl Translator for I386Minidump {
         } else {
             MAP_NOPAE.translate(image, &self.mem, self.map, va)?.pa
         };
-        self.mem.locate(pa).ok_or(Fault::NotInDump { pa })
+        Ok(Mapping {
+            pa,
+            size: self.mem.page_size(),
+            entry: 0,
+        })
     }
 
     /// The PTE section's valid entries, 4 KiB each (i386 has no direct map,

@@ -9,9 +9,9 @@
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{DmapHeader, Minidump};
-use crate::pagetable::{Bits, Format, Frame, Level, Root};
-use crate::physmem::{PhysMem, Span};
+use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
+use crate::space::{Mmu, Space};
 use crate::walk::{prot, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_RISCV;
@@ -92,7 +92,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         return Err(bad(format!("unknown version {} (expected 1 or 2)", h.version)));
     }
     let (layout, map_off) = h.sizes.layout(s.core, "page map").map_err(|e| e.within("riscv minidump"))?;
-    Ok(Box::new(RiscvMinidump {
+    Ok(Space::boxed(RiscvMinidump {
         mem: Minidump::new(s.core, layout).map_err(|e| e.within("riscv minidump"))?,
         root: Root::File {
             off: map_off,
@@ -103,14 +103,24 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     }))
 }
 
-impl Translator for RiscvMinidump {
+impl Mmu for RiscvMinidump {
+    type Mem = Minidump;
+
+    fn mem(&self) -> &Minidump {
+        &self.mem
+    }
+
     #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
         let pa = match self.dmap.pa_of(va) {
             Some(pa) => pa,
             None => MAP.translate(image, &self.mem, self.root, va)?.pa,
         };
-        self.mem.locate(pa).ok_or(Fault::NotInDump { pa })
+        Ok(Mapping {
+            pa,
+            size: self.mem.page_size(),
+            entry: 0,
+        })
     }
 
     /// The page map's leaves, then the dumped pages only the direct map

@@ -253,6 +253,23 @@ int kvm_nlist2(kvm_t *kd, struct kvm_nlist *nl);
 ssize_t kvm_read2(kvm_t *kd, kvaddr_t kva, void *buf, size_t len);
 
 /*
+ Reads `len` bytes of the handle's physical memory at `pa` into `buf`
+ (extension): for a dump, the machine's physical memory, of which only
+ the pages the dump holds can be read. Returns `len`; fewer bytes only
+ when the core file ends early; -1 when a page of the range is not in
+ the dump (`kvm_geterr()` names the first such address). Thread-safe.
+ */
+ssize_t kvm_read_phys(kvm_t *kd, kpaddr_t pa, void *buf, size_t len);
+
+/*
+ Translates the kernel virtual address `va` to a physical address,
+ stored in `*pa` (extension). Returns 0, or -1 with a `kvm_geterr()`
+ text naming the address and why it does not translate, as `kvm_read2`
+ gives. Thread-safe.
+ */
+int kvm_vtop(kvm_t *kd, kvaddr_t va, kpaddr_t *pa);
+
+/*
  `kvm_read2()` with an `unsigned long` address.
  */
 ssize_t kvm_read(kvm_t *kd, unsigned long kva, void *buf, size_t len);

@@ -542,6 +542,61 @@ pub unsafe extern "C" fn kvm_read2(
     })
 }
 
+/// Reads `len` bytes of the handle's physical memory at `pa` into `buf`
+/// (extension): for a dump, the machine's physical memory, of which only
+/// the pages the dump holds can be read. Returns `len`; fewer bytes only
+/// when the core file ends early; -1 when a page of the range is not in
+/// the dump (`kvm_geterr()` names the first such address). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_read_phys(
+    kd: *mut kvm_t,
+    pa: kpaddr_t,
+    buf: *mut c_void,
+    len: size_t,
+) -> ssize_t {
+    let Some(k) = kd.as_ref() else { return -1 };
+    if len == 0 {
+        return 0;
+    }
+    if buf.is_null() || len > isize::MAX as usize {
+        k.set_err("kvm_read_phys: NULL buffer or length larger than SSIZE_MAX");
+        return -1;
+    }
+    guard(kd, -1, || {
+        let dst = std::slice::from_raw_parts_mut(buf.cast::<u8>(), len);
+        match k.kvm.read_phys(pa, dst) {
+            Ok(n) => n as ssize_t,
+            Err(e) => {
+                k.set_err(&e.to_string());
+                -1
+            }
+        }
+    })
+}
+
+/// Translates the kernel virtual address `va` to a physical address,
+/// stored in `*pa` (extension). Returns 0, or -1 with a `kvm_geterr()`
+/// text naming the address and why it does not translate, as `kvm_read2`
+/// gives. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_vtop(kd: *mut kvm_t, va: kvaddr_t, pa: *mut kpaddr_t) -> c_int {
+    let Some(k) = kd.as_ref() else { return -1 };
+    if pa.is_null() {
+        k.set_err("kvm_vtop: NULL pa");
+        return -1;
+    }
+    guard(kd, -1, || match k.kvm.vtop(va) {
+        Ok(p) => {
+            *pa = p;
+            0
+        }
+        Err(e) => {
+            k.set_err(&e.to_string());
+            -1
+        }
+    })
+}
+
 /// `kvm_read2()` with an `unsigned long` address.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_read(

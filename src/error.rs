@@ -78,6 +78,13 @@ pub enum Error {
         /// Why.
         fault: Fault,
     },
+    /// A physical address could not be read.
+    Physical {
+        /// The first address that failed.
+        pa: u64,
+        /// Why.
+        fault: Fault,
+    },
     /// A caller's argument is invalid.
     InvalidArgument(&'static str),
     /// Crash dumps are read-only.
@@ -93,6 +100,11 @@ impl Error {
     /// A translation error for `va`.
     pub fn fault(va: u64, fault: Fault) -> Self {
         Error::Translate { va, fault }
+    }
+
+    /// A physical-read error for `pa`.
+    pub fn physical(pa: u64, fault: Fault) -> Self {
+        Error::Physical { pa, fault }
     }
 
     /// Names the format a bad-core message concerns ("amd64 minidump: ...").
@@ -157,6 +169,16 @@ impl fmt::Display for Error {
             Error::MissingSymbol(s) => write!(f, "bad namelist: no symbol {s}"),
             // "invalid address (0x...)" is libkvm's own wording; tools grep it.
             Error::Translate { va, fault } => write!(f, "invalid address ({va:#x}): {fault}"),
+            Error::Physical { pa, fault } => match fault {
+                Fault::NotInDump { .. } => {
+                    write!(f, "invalid physical address ({pa:#x}): not in the dump")
+                }
+                Fault::Filtered { .. } => write!(
+                    f,
+                    "invalid physical address ({pa:#x}): a page filtered out of the dump"
+                ),
+                other => write!(f, "invalid physical address ({pa:#x}): {other}"),
+            },
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             Error::ReadOnly => write!(f, "cannot write: crash dumps are opened read-only"),
             Error::NotSupported(m) => write!(f, "not supported: {m}"),

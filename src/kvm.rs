@@ -454,6 +454,21 @@ impl Kvm {
         self.vtop.read(&self.core, va, buf)
     }
 
+    /// The physical address `va` translates to (`kvm_vtop`, an extension).
+    pub fn vtop(&self, va: u64) -> Result<u64> {
+        self.vtop
+            .vtop(&self.core, va)
+            .map_err(|f| Error::fault(va, f))
+    }
+
+    /// Reads the dump's physical memory at `pa` into `buf`
+    /// (`kvm_read_phys`, an extension): `buf.len()`, or fewer bytes only
+    /// when the core file ends early; an error naming the first address
+    /// the dump does not hold.
+    pub fn read_phys(&self, pa: u64, buf: &mut [u8]) -> Result<usize> {
+        self.vtop.read_phys(&self.core, pa, buf)
+    }
+
     /// Reads exactly `buf.len()` bytes, treating a short read as an error.
     pub fn read_exact(&self, va: u64, buf: &mut [u8]) -> Result<()> {
         let n = self.read(va, buf)?;

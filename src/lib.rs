@@ -62,6 +62,7 @@ mod minidump;
 mod pagetable;
 mod physmem;
 mod registry;
+mod space;
 mod tlb;
 mod vmcoreinfo;
 mod walk;

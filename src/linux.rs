@@ -8,16 +8,12 @@
 //! KASLR offset and the memory layout.
 
 use crate::elfcore::{ElfCore, ElfIdent, Overlap};
-use crate::error::{Error, Fault, Result};
+use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::kdump::Kdump;
 use crate::kernel::Kernel;
-use crate::pagetable::Mapping;
-use crate::physmem::{PhysMem, Span};
-use crate::registry::Translator;
-use crate::tlb::Tlb;
+pub use crate::space::{Mmu, Space};
 use crate::vmcoreinfo::{for_each_note, VmcoreInfo};
-use crate::walk::Page;
 use object::elf;
 
 /// What holds a Linux dump's memory (moved into the backend at once, so
@@ -261,57 +257,6 @@ impl Symbols {
             image_start,
             info: info.clone(),
         })
-    }
-}
-
-/// A Linux kernel's MMU over a dump's container: what each architecture
-/// backend provides; [`Space`] makes it a translator.
-pub trait Mmu: Send + Sync {
-    /// The container the tables and pages are read from.
-    type Mem: PhysMem;
-    /// The container.
-    fn mem(&self) -> &Self::Mem;
-    /// Walks the tables for `va`.
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault>;
-    /// `kvm_walk_pages` over the kernel's tables.
-    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool>;
-}
-
-/// A Linux kernel's address space: its MMU, with a TLB of where recently
-/// translated pages lie (see [`crate::tlb`]).
-pub struct Space<A> {
-    mmu: A,
-    tlb: Tlb,
-}
-
-impl<A: Mmu + 'static> Space<A> {
-    /// The translator of `mmu`'s space.
-    pub fn boxed(mmu: A) -> Box<dyn Translator> {
-        Box::new(Space {
-            mmu,
-            tlb: Tlb::default(),
-        })
-    }
-}
-
-impl<A: Mmu> Translator for Space<A> {
-    #[inline]
-    fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
-        if let Some(span) = self.tlb.get(va) {
-            return Ok(span);
-        }
-        let span = self.mmu.translate(image, va)?.span_in(self.mmu.mem(), va)?;
-        self.tlb.put(va, span);
-        Ok(span)
-    }
-
-    #[inline(always)]
-    fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
-        self.mmu.mem().read_at(image, off, buf)
-    }
-
-    fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
-        self.mmu.walk_pages(image, f)
     }
 }
 

@@ -99,6 +99,14 @@ pub trait Translator: Send + Sync {
     /// (libkvm's `ka_kvatop`).
     fn kvatop(&self, core: &Image, va: u64) -> Result<Span, Fault>;
 
+    /// The physical address `va` translates to (`kvm_vtop`).
+    fn vtop(&self, core: &Image, va: u64) -> Result<u64, Fault>;
+
+    /// Reads the dump's physical memory at `pa` (`kvm_read_phys`): the
+    /// length, fewer only when the core file ends early; an error naming
+    /// the first address the dump does not hold.
+    fn read_phys(&self, core: &Image, pa: u64, buf: &mut [u8]) -> Result<usize>;
+
     /// Reads `buf.len()` bytes at a location `kvatop` gave, within its
     /// span; fewer only when the core file ends early. Backends whose
     /// container does not keep memory in the file as it was (kdump) say

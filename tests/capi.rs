@@ -50,6 +50,22 @@ fn expectations(m: &Amd64, d: &Dump) -> String {
             }
         }
     }
+    // Translations and physical reads (extensions): the model's physical
+    // address of each mapped probe; device memory is not in the dump.
+    for &(a, _) in probes {
+        match m.model_pa(a) {
+            Some(pa) => writeln!(e, "vtop {a:x} {pa:x}").unwrap(),
+            None => writeln!(e, "vtopfail {a:x} 0 ({a:#x})").unwrap(),
+        }
+    }
+    let pa = m.model_pa(va::VERSION).unwrap();
+    writeln!(e, "phys {pa:x} {} {}", VERSION.len(), hex(VERSION)).unwrap();
+    writeln!(
+        e,
+        "physfail {:x} 8 invalid physical address ({:#x}): not in the dump",
+        MMIO, MMIO
+    )
+    .unwrap();
     writeln!(
         e,
         "threads {:x} {} {}",

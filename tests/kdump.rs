@@ -418,3 +418,49 @@ fn kdump_oracle_samples() {
         std::fs::write(dir.join(format!("{name}.expect")), exp).unwrap();
     }
 }
+
+/// `kvm_vtop` and `kvm_read_phys` (extensions) on a kdump file: the model's
+/// physical addresses, physical reads across pages, filtered and absent
+/// pages named.
+#[test]
+fn vtop_and_physical_reads() {
+    let m = LinuxX86::kaslr();
+    let s = Scratch::new("kdump-phys");
+    let kvm = open(&s.file("dump", &kdump(&m, Codec::Mixed).write().bytes)).unwrap();
+    for va in [
+        m.sym("linux_banner"),
+        m.vmalloc_page(5) + 8,
+        m.page_offset + 0x1234,
+    ] {
+        assert_eq!(kvm.vtop(va).ok(), m.maps.pa(va), "{va:#x}");
+    }
+    assert!(matches!(
+        kvm.vtop(m.vmalloc_page(3)),
+        Err(Error::Translate { .. })
+    ));
+    let pa = kvm.vtop(m.sym("linux_banner")).unwrap();
+    let mut buf = vec![0u8; BANNER.len()];
+    assert_eq!(kvm.read_phys(pa, &mut buf).unwrap(), BANNER.len());
+    assert_eq!(buf, BANNER);
+    let mut two = vec![0u8; 2 * PAGE as usize];
+    let at = m.phys_text + 0x1800;
+    kvm.read_phys(at, &mut two).unwrap();
+    assert!(two == m.ram.read(at, 2 * PAGE));
+    let err = kvm.read_phys(0x200_0000, &mut [0u8; 8]).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Physical {
+            pa: 0x200_0000,
+            fault: Fault::Filtered { .. }
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "invalid physical address (0x2000000): a page filtered out of the dump"
+    );
+    let err = kvm.read_phys(MMIO, &mut [0u8; 8]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("invalid physical address ({MMIO:#x}): not in the dump")
+    );
+}

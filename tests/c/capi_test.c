@@ -31,6 +31,16 @@
  *       kvm_read2() and kvm_read() of LEN bytes at HEXVA return -1 and
  *       kvm_geterr() contains SUBSTRING: the rest of the line after LEN and
  *       one space (it may contain spaces and parentheses).
+ *   phys HEXPA LEN HEXBYTES
+ *       kvm_read_phys() of LEN bytes at physical HEXPA returns LEN and those
+ *       bytes.
+ *   physfail HEXPA LEN SUBSTRING...
+ *       kvm_read_phys() returns -1 and kvm_geterr() contains SUBSTRING.
+ *   vtop HEXVA HEXPA
+ *       kvm_vtop() of HEXVA returns 0 and stores HEXPA.
+ *   vtopfail HEXVA LEN SUBSTRING...
+ *       kvm_vtop() of HEXVA returns -1 and kvm_geterr() contains SUBSTRING
+ *       (LEN is ignored).
  *   threads HEXVA LEN HEXBYTES
  *       4 threads each call kvm_read2() 20000 times for that range on the
  *       same handle; every call returns LEN and those bytes.
@@ -414,6 +424,52 @@ static void check_read(kvm_t *kd, const char *ctx, const struct range *rg)
 		}
 	}
 	free(buf);
+}
+
+/* kvm_read_phys() of a range (rg->va holds the physical address). */
+static void check_phys(kvm_t *kd, const struct range *rg)
+{
+	unsigned char *buf = xmalloc(rg->len + 1);
+	ssize_t r;
+
+	r = kvm_read_phys(kd, rg->va, buf, rg->len);
+	if (rg->bytes == NULL) {
+		const char *err = kvm_geterr(kd);
+
+		check(r == -1, "kvm_read_phys(0x%llx, %zu) returned: got %zd, expected -1",
+		    (unsigned long long)rg->va, rg->len, r);
+		check(err != NULL && strstr(err, rg->substr) != NULL,
+		    "kvm_read_phys(0x%llx) kvm_geterr: got \"%s\", expected it to contain \"%s\"",
+		    (unsigned long long)rg->va, nlname(err), rg->substr);
+	} else if (check(r == (ssize_t)rg->len,
+	    "kvm_read_phys(0x%llx, %zu) returned: got %zd, expected %zu (%s)",
+	    (unsigned long long)rg->va, rg->len, r, rg->len,
+	    r < 0 ? kvm_geterr(kd) : "short read")) {
+		check_bytes("kvm_read_phys", rg->va, buf, rg->bytes, rg->len);
+	}
+	free(buf);
+}
+
+/* kvm_vtop() of va: want_pa, or a failure whose text contains substr. */
+static void check_vtop(kvm_t *kd, uint64_t va, uint64_t want_pa, const char *substr)
+{
+	kpaddr_t pa = 0xdeadbeef;
+	int r = kvm_vtop(kd, va, &pa);
+
+	if (substr == NULL) {
+		check(r == 0 && pa == want_pa,
+		    "kvm_vtop(0x%llx): got %d and 0x%llx, expected 0 and 0x%llx (%s)",
+		    (unsigned long long)va, r, (unsigned long long)pa,
+		    (unsigned long long)want_pa, r ? kvm_geterr(kd) : "");
+	} else {
+		const char *err = kvm_geterr(kd);
+
+		check(r == -1, "kvm_vtop(0x%llx) returned: got %d, expected -1",
+		    (unsigned long long)va, r);
+		check(err != NULL && strstr(err, substr) != NULL,
+		    "kvm_vtop(0x%llx) kvm_geterr: got \"%s\", expected it to contain \"%s\"",
+		    (unsigned long long)va, nlname(err), substr);
+	}
 }
 
 static void check_fail(kvm_t *kd, const char *ctx, const struct range *rg)
@@ -1042,6 +1098,28 @@ static void run_expectfile(kvm_t *kd, const char *path)
 				check_fail(kd, "", &rg);
 			else
 				check_read(kd, "", &rg);
+		} else if (strcmp(word, "phys") == 0 || strcmp(word, "physfail") == 0 ||
+		    strcmp(word, "vtopfail") == 0) {
+			int ok = strcmp(word, "phys") == 0;
+			struct range rg;
+
+			if (!check(parse_range(&p, &rg, ok),
+			    "%s:%zu: malformed %s line", path, lineno, word))
+				continue;
+			if (word[0] == 'v')
+				check_vtop(kd, rg.va, 0, rg.substr);
+			else
+				check_phys(kd, &rg);
+			free(rg.bytes);
+			free(rg.substr);
+		} else if (strcmp(word, "vtop") == 0) {
+			uint64_t va, pa;
+
+			if (!check(parse_u64(next_tok(&p), 16, &va) &&
+			    parse_u64(next_tok(&p), 16, &pa) && next_tok(&p) == NULL,
+			    "%s:%zu: malformed vtop line", path, lineno))
+				continue;
+			check_vtop(kd, va, pa, NULL);
 		} else if (strcmp(word, "walkcount") == 0) {
 			uint64_t want;
 
