@@ -522,17 +522,32 @@ pub unsafe extern "C" fn kvm_read2(
     buf: *mut c_void,
     len: size_t,
 ) -> ssize_t {
+    read_into(kd, "kvm_read2", buf, len, |kvm, dst| kvm.read(kva, dst))
+}
+
+/// The shared body of `kvm_read2` and `kvm_read_phys`: checks the buffer,
+/// calls `read` on it, records a failure's text.
+unsafe fn read_into(
+    kd: *mut kvm_t,
+    func: &str,
+    buf: *mut c_void,
+    len: size_t,
+    read: impl FnOnce(&Kvm, &mut [u8]) -> Result<usize, Error>,
+) -> ssize_t {
     let Some(k) = kd.as_ref() else { return -1 };
     if len == 0 {
         return 0;
     }
     if buf.is_null() || len > isize::MAX as usize {
-        k.set_err("kvm_read2: NULL buffer or length larger than SSIZE_MAX");
+        k.set_err(&format!(
+            "{func}: NULL buffer or length larger than SSIZE_MAX"
+        ));
         return -1;
     }
     guard(kd, -1, || {
+        // SAFETY: the caller gives `len` writable bytes at `buf`.
         let dst = std::slice::from_raw_parts_mut(buf.cast::<u8>(), len);
-        match k.kvm.read(kva, dst) {
+        match read(&k.kvm, dst) {
             Ok(n) => n as ssize_t,
             Err(e) => {
                 k.set_err(&e.to_string());
@@ -554,23 +569,8 @@ pub unsafe extern "C" fn kvm_read_phys(
     buf: *mut c_void,
     len: size_t,
 ) -> ssize_t {
-    let Some(k) = kd.as_ref() else { return -1 };
-    if len == 0 {
-        return 0;
-    }
-    if buf.is_null() || len > isize::MAX as usize {
-        k.set_err("kvm_read_phys: NULL buffer or length larger than SSIZE_MAX");
-        return -1;
-    }
-    guard(kd, -1, || {
-        let dst = std::slice::from_raw_parts_mut(buf.cast::<u8>(), len);
-        match k.kvm.read_phys(pa, dst) {
-            Ok(n) => n as ssize_t,
-            Err(e) => {
-                k.set_err(&e.to_string());
-                -1
-            }
-        }
+    read_into(kd, "kvm_read_phys", buf, len, |kvm, dst| {
+        kvm.read_phys(pa, dst)
     })
 }
 
