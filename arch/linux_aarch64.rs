@@ -19,7 +19,8 @@
 
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::linux::{LinuxCore, Mem, Mmu, Needs, Space};
+use crate::linux::{LinuxCore, Mem, Needs};
+use crate::space::{Mmu, Space};
 use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};

@@ -15,7 +15,8 @@
 use super::i386::{check_32bit, entry_prot, native, NOPAE, PAE};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::linux::{LinuxCore, Mem, Mmu, Space};
+use crate::linux::{LinuxCore, Mem};
+use crate::space::{Mmu, Space};
 use crate::pagetable::{Mapping, Root};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};

@@ -14,7 +14,8 @@
 use super::amd64::{check_canonical, entry_prot, native, MMU, MMU_LA57, PG_FRAME};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::linux::{LinuxCore, Mem, Mmu, Needs, Space};
+use crate::linux::{LinuxCore, Mem, Needs};
+use crate::space::{Mmu, Space};
 use crate::pagetable::{sign_extend, Format, Mapping, Root};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};

@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::kdump::Kdump;
 use crate::kernel::Kernel;
-pub use crate::space::{Mmu, Space};
 use crate::vmcoreinfo::{for_each_note, VmcoreInfo};
 use object::elf;
 
