@@ -18,7 +18,7 @@
 //! indexing what is left. `kvm_kerndisp` is the KASLR offset.
 
 use crate::error::{Error, Fault, Result};
-use crate::image::Image;
+use crate::image::{uint, Image};
 use crate::linux::{LinuxCore, Mem, Needs};
 use crate::space::{Mmu, Space};
 use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
@@ -135,14 +135,7 @@ impl<M: PhysMem> PhysMem for Tables<'_, M> {
     fn array<const N: usize>(&self, image: &Image, off: u64) -> Option<[u8; N]> {
         let mut a = self.mem.array::<N>(image, off)?;
         if N == 8 && self.high.from != 0 {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&a[..8]);
-            let e = if self.big_endian {
-                u64::from_be_bytes(w)
-            } else {
-                u64::from_le_bytes(w)
-            };
-            let e = self.high.apply(e);
+            let e = self.high.apply(uint(&a[..8], self.big_endian));
             a[..8].copy_from_slice(&if self.big_endian {
                 e.to_be_bytes()
             } else {

@@ -309,6 +309,20 @@ impl Image {
     }
 }
 
+/// The unsigned integer held in `b` (at most 8 bytes), in the given byte
+/// order: how dumps store their words, whatever the host's order.
+#[inline(always)]
+pub fn uint(b: &[u8], big_endian: bool) -> u64 {
+    let mut v = [0u8; 8];
+    if big_endian {
+        v[8 - b.len()..].copy_from_slice(b);
+        u64::from_be_bytes(v)
+    } else {
+        v[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(v)
+    }
+}
+
 /// See [`Image::reader`].
 pub struct Reader<'a> {
     image: &'a Image,

@@ -22,6 +22,7 @@
 //!   configurations store `kallsyms_addresses`, one pointer per symbol.
 
 use crate::error::{Error, Result};
+use crate::image::uint;
 use crate::kernel::Kernel;
 use crate::vmcoreinfo::VmcoreInfo;
 
@@ -53,25 +54,9 @@ pub fn load(
         return Ok(None);
     };
     let bad = |m: String| Error::BadCore(format!("kallsyms tables (from VMCOREINFO): {m}"));
-    let u16_at = |b: &[u8]| {
-        let w = [b[0], b[1]];
-        if big_endian {
-            u16::from_be_bytes(w)
-        } else {
-            u16::from_le_bytes(w)
-        }
-    };
-    let u32_at = |b: &[u8]| {
-        let w = [b[0], b[1], b[2], b[3]];
-        if big_endian {
-            u32::from_be_bytes(w)
-        } else {
-            u32::from_le_bytes(w)
-        }
-    };
     let mut w = [0u8; 4];
     read(num, &mut w)?;
-    let count = u32_at(&w);
+    let count = uint(&w, big_endian) as u32;
     if count == 0 || count > MAX_SYMS {
         return Err(bad(format!(
             "kallsyms_num_syms is {count} (expected 1 to {MAX_SYMS})"
@@ -81,7 +66,10 @@ pub fn load(
     // The tokens.
     let mut idx = [0u8; 512];
     read(index, &mut idx)?;
-    let offsets: Vec<usize> = idx.chunks(2).map(|c| usize::from(u16_at(c))).collect();
+    let offsets: Vec<usize> = idx
+        .chunks(2)
+        .map(|c| uint(c, big_endian) as usize)
+        .collect();
     let last = offsets.iter().copied().max().unwrap_or(0);
     // The table ends with the last token's NUL; token_index follows it in
     // the kernel image, so read no further than that.
@@ -174,16 +162,7 @@ fn addresses(
     read: Read<'_>,
 ) -> Result<Vec<u64>> {
     let bad = |m: &str| Error::BadCore(format!("kallsyms tables (from VMCOREINFO): {m}"));
-    let word = |b: &[u8]| -> u64 {
-        let mut v = [0u8; 8];
-        if big_endian {
-            v[8 - b.len()..].copy_from_slice(b);
-            u64::from_be_bytes(v)
-        } else {
-            v[..b.len()].copy_from_slice(b);
-            u64::from_le_bytes(v)
-        }
-    };
+    let word = |b: &[u8]| uint(b, big_endian);
     let n = count as usize;
     if let Some(at) = info.symbol("kallsyms_addresses") {
         let mut raw = vec![0u8; n * ptr_size];

@@ -9,7 +9,7 @@
 
 use crate::elfcore::{ElfCore, ElfIdent, Overlap};
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::{uint, Image};
 use crate::kdump::Kdump;
 use crate::kernel::Kernel;
 use crate::vmcoreinfo::{for_each_note, VmcoreInfo};
@@ -147,16 +147,7 @@ fn qemu_control_registers(notes: &[u8], big_endian: bool) -> Option<[u64; 5]> {
     let mut found = None;
     for_each_note(notes, big_endian, |name, _, desc| {
         if name == b"QEMU" && found.is_none() && desc.len() >= CR + 40 {
-            let word = |i: usize| {
-                let b: [u8; 8] = desc[CR + 8 * i..CR + 8 * i + 8]
-                    .try_into()
-                    .unwrap_or([0; 8]);
-                if big_endian {
-                    u64::from_be_bytes(b)
-                } else {
-                    u64::from_le_bytes(b)
-                }
-            };
+            let word = |i: usize| uint(&desc[CR + 8 * i..CR + 8 * i + 8], big_endian);
             found = Some([word(0), word(1), word(2), word(3), word(4)]);
         }
     });

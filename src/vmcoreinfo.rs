@@ -107,14 +107,7 @@ fn number(v: &str) -> Option<u64> {
 /// classes: `include/linux/elfnote.h`, `fs/proc/vmcore.c`), calling
 /// `f(name, type, desc)` for each; stops at the first malformed one.
 pub fn for_each_note(notes: &[u8], big_endian: bool, mut f: impl FnMut(&[u8], u32, &[u8])) {
-    let word = |b: &[u8]| {
-        let w = [b[0], b[1], b[2], b[3]];
-        if big_endian {
-            u32::from_be_bytes(w)
-        } else {
-            u32::from_le_bytes(w)
-        }
-    };
+    let word = |b: &[u8]| crate::image::uint(&b[..4], big_endian) as u32;
     let pad = |n: usize| n.checked_add(3).map(|n| n & !3);
     let mut at = 0usize;
     while notes.len().saturating_sub(at) >= 12 {

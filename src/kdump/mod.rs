@@ -365,20 +365,10 @@ struct Order {
 
 impl Order {
     fn u32(self, b: &[u8], at: usize) -> u32 {
-        let a: [u8; 4] = b[at..at + 4].try_into().unwrap();
-        if self.big {
-            u32::from_be_bytes(a)
-        } else {
-            u32::from_le_bytes(a)
-        }
+        crate::image::uint(&b[at..at + 4], self.big) as u32
     }
     fn u64(self, b: &[u8], at: usize) -> u64 {
-        let a: [u8; 8] = b[at..at + 8].try_into().unwrap();
-        if self.big {
-            u64::from_be_bytes(a)
-        } else {
-            u64::from_le_bytes(a)
-        }
+        crate::image::uint(&b[at..at + 8], self.big)
     }
     /// An `unsigned long` of `size` bytes.
     fn long(self, b: &[u8], at: usize, size: usize) -> u64 {
