@@ -289,24 +289,46 @@ impl Image {
         off: u64,
         len: u64,
         piece: usize,
-        mut f: impl FnMut(&[u8]),
+        f: impl FnMut(&[u8]),
     ) -> bool {
-        let Some(end) = off.checked_add(len).filter(|&e| e <= self.len) else {
-            return false;
-        };
-        let chunk = piece * (65536 / piece).max(1);
-        let mut buf = vec![0u8; chunk.min(len as usize)];
-        let mut at = off;
-        while at < end {
-            let n = chunk.min((end - at) as usize);
-            if !self.read_exact_at(at, &mut buf[..n]) {
-                return false;
-            }
-            buf[..n].chunks(piece).for_each(&mut f);
-            at += n as u64;
-        }
-        true
+        pieces(
+            off,
+            len,
+            self.len,
+            piece,
+            |at, b| self.read_exact_at(at, b),
+            f,
+        )
     }
+}
+
+/// Calls `f` on `[off, off + len)` of bytes `limit` long in pieces of
+/// `piece` bytes, in order, filled 64 KiB or more at a time by `read`
+/// (which fills its buffer or fails); false when the range passes `limit`
+/// or a read fails.
+pub fn pieces(
+    off: u64,
+    len: u64,
+    limit: u64,
+    piece: usize,
+    mut read: impl FnMut(u64, &mut [u8]) -> bool,
+    mut f: impl FnMut(&[u8]),
+) -> bool {
+    let Some(end) = off.checked_add(len).filter(|&e| e <= limit) else {
+        return false;
+    };
+    let chunk = piece * (65536 / piece).max(1);
+    let mut buf = vec![0u8; chunk.min(len as usize)];
+    let mut at = off;
+    while at < end {
+        let n = chunk.min((end - at) as usize);
+        if !read(at, &mut buf[..n]) {
+            return false;
+        }
+        buf[..n].chunks(piece).for_each(&mut f);
+        at += n as u64;
+    }
+    true
 }
 
 /// The unsigned integer held in `b` (at most 8 bytes), in the given byte

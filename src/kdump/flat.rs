@@ -299,26 +299,14 @@ impl Source {
         off: u64,
         len: u64,
         piece: usize,
-        mut f: impl FnMut(&[u8]),
+        f: impl FnMut(&[u8]),
     ) -> bool {
         match self {
             Source::Plain => image.for_each_piece(off, len, piece, f),
             Source::Flat(flat) => {
-                let Some(end) = off.checked_add(len).filter(|&e| e <= flat.vlen) else {
-                    return false;
-                };
-                let chunk = piece * (65536 / piece).max(1);
-                let mut buf = vec![0u8; chunk.min(len as usize)];
-                let mut at = off;
-                while at < end {
-                    let n = chunk.min((end - at) as usize);
-                    if !flat.read(at, &mut buf[..n], |o, b| image.read_exact_at(o, b)) {
-                        return false;
-                    }
-                    buf[..n].chunks(piece).for_each(&mut f);
-                    at += n as u64;
-                }
-                true
+                let read =
+                    |at: u64, b: &mut [u8]| flat.read(at, b, |o, b| image.read_exact_at(o, b));
+                crate::image::pieces(off, len, flat.vlen, piece, read, f)
             }
         }
     }
