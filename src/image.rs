@@ -284,13 +284,7 @@ impl Image {
     /// in order, without holding the whole range in memory; false if the
     /// file does not hold it all. Read with `pread` (read once: see
     /// [`Image::read_exact_at`]), 64 KiB or more per call.
-    pub fn for_each_piece(
-        &self,
-        off: u64,
-        len: u64,
-        piece: usize,
-        f: impl FnMut(&[u8]),
-    ) -> bool {
+    pub fn for_each_piece(&self, off: u64, len: u64, piece: usize, f: impl FnMut(&[u8])) -> bool {
         pieces(
             off,
             len,
