@@ -101,9 +101,12 @@ pub fn load(
         }
         Ok(())
     };
-    let mut list: Vec<(Vec<u8>, u8)> = Vec::new();
-    list.try_reserve(count as usize)
-        .map_err(|_| Error::OutOfMemory("the kernel's kallsyms".into()))?;
+    // The names one after another in `text`, each a range and a type.
+    let oom = |_| Error::OutOfMemory("the kernel's kallsyms".into());
+    let mut text: Vec<u8> = Vec::new();
+    let mut list: Vec<(usize, usize, u8)> = Vec::new();
+    list.try_reserve(count as usize).map_err(oom)?;
+    let mut name = Vec::with_capacity(KSYM_NAME_LEN);
     for _ in 0..count {
         more(&mut bytes, at + 2)?;
         let mut len = usize::from(bytes[at]);
@@ -113,7 +116,7 @@ pub fn load(
             at += 1;
         }
         more(&mut bytes, at + len)?;
-        let mut name = Vec::new();
+        name.clear();
         for &t in &bytes[at..at + len] {
             let tok = token(t);
             if name.len() + tok.len() > KSYM_NAME_LEN {
@@ -129,15 +132,19 @@ pub fn load(
         let Some((&kind, rest)) = name.split_first() else {
             return Err(bad(format!("symbol {} has an empty name", list.len())));
         };
-        list.push((rest.to_vec(), kind));
+        text.try_reserve(rest.len()).map_err(oom)?;
+        let start = text.len();
+        text.extend_from_slice(rest);
+        list.push((start, text.len(), kind));
     }
 
     // The addresses.
-    let values = addresses(info, &list, count, ptr_size, big_endian, read)?;
+    let stext = list.iter().position(|&(a, b, _)| &text[a..b] == b"_stext");
+    let values = addresses(info, stext, count, ptr_size, big_endian, read)?;
     let kernel = Kernel::from_list(
         list.iter()
             .zip(values)
-            .map(|((name, kind), value)| (&name[..], value, *kind)),
+            .map(|(&(a, b, kind), value)| (&text[a..b], value, kind)),
     )?;
     Ok(Some(kernel))
 }
@@ -152,10 +159,11 @@ fn long_names(osrelease: &str) -> bool {
     (major, minor) >= (6, 1)
 }
 
-/// Each symbol's address.
+/// Each symbol's address; `stext_index` is the number of the symbol
+/// named `_stext`, if there is one.
 fn addresses(
     info: &VmcoreInfo,
-    list: &[(Vec<u8>, u8)],
+    stext_index: Option<usize>,
     count: u32,
     ptr_size: usize,
     big_endian: bool,
@@ -190,10 +198,7 @@ fn addresses(
     let stext = info
         .symbol("_stext")
         .ok_or_else(|| bad("VMCOREINFO has no SYMBOL(_stext) to check the addresses against"))?;
-    let i = list
-        .iter()
-        .position(|(name, _)| name == b"_stext")
-        .ok_or_else(|| bad("no _stext among the symbols"))?;
+    let i = stext_index.ok_or_else(|| bad("no _stext among the symbols"))?;
     let decode: &dyn Fn(u32) -> u64 = if relative(offsets[i]) == stext {
         &relative
     } else if percpu(offsets[i]) == stext {
