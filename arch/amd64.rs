@@ -240,7 +240,7 @@ impl Mmu for Amd64Elf {
                 kmap_vaddr: if in_dmap { 0 } else { va },
                 dmap_vaddr: if in_dmap { va } else { DMAP.va_of(m.pa) },
                 prot: entry_prot(m.entry),
-                offset: self.core.offset_in(image, m.pa),
+                offset: self.core.file_offset(image, m.pa),
                 len: m.size,
             })
         })

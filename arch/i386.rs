@@ -322,7 +322,7 @@ impl Mmu for I386Elf {
                 kmap_vaddr: va,
                 dmap_vaddr: 0,
                 prot: entry_prot(m.entry),
-                offset: self.core.offset_in(image, m.pa),
+                offset: self.core.file_offset(image, m.pa),
                 len: m.size,
             })
         };

@@ -183,12 +183,6 @@ impl ElfCore {
         })
     }
 
-    /// The file offset of physical address `pa`, if the file holds it (a
-    /// segment of a truncated core may claim more than the file holds).
-    pub fn offset_in(&self, image: &Image, pa: u64) -> Option<u64> {
-        self.locate(pa).map(|s| s.off).filter(|&o| o < image.len())
-    }
-
     /// Physical address ranges whose bytes the file really holds (a
     /// segment of a truncated core is cut at the end of the file), in
     /// ascending order.
