@@ -319,14 +319,12 @@ impl OpenOptions {
         // VMCOREINFO says they are (Linux 6.0+); their values are run-time
         // ones. A table that does not decode fails the open, unless told not
         // to check.
-        if kvm.kernel.is_empty() && kvm.resolver.is_none() {
-            let info = kvm
-                .linux
-                .as_ref()
-                .map(|s| s.info.clone())
-                .unwrap_or_default();
+        if let (true, None, Some(symbols)) =
+            (kvm.kernel.is_empty(), &kvm.resolver, kvm.linux.as_ref())
+        {
             let read = |va: u64, buf: &mut [u8]| kvm.read_exact(va, buf);
-            match kallsyms::load(&info, ptr_size, big_endian, &read) {
+            let loaded = kallsyms::load(&symbols.info, ptr_size, big_endian, &read);
+            match loaded {
                 Ok(Some(k)) => {
                     kvm.kernel = k;
                     if let Some(s) = kvm.linux.as_mut() {
