@@ -28,7 +28,11 @@ fn write_arch_modules(root: &Path, out: &Path) {
     let mut src = String::new();
     for f in files {
         let stem = f.file_stem().unwrap().to_str().expect("UTF-8 file name");
-        src += &format!("#[path = {:?}]\nmod {};\n", f.display().to_string(), stem);
+        src += &format!(
+            "#[path = {:?}]\npub(crate) mod {};\n",
+            f.display().to_string(),
+            stem
+        );
     }
     fs::write(out.join("arch_mods.rs"), src).expect("write arch_mods.rs");
 }

@@ -11,7 +11,7 @@ use crate::image::Image;
 use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::space::{Mmu, Space};
+use crate::space::{Mmu, Paged};
 use crate::walk::{prot, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_X86_64;
@@ -164,7 +164,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let kernbase = s.require("kernbase")?;
     let var = s.require("KPML4phys")?;
     let pml4 = find_pml4(&core, s.core, kernbase, var)?;
-    Ok(Space::boxed(Amd64Elf { core, pml4 }))
+    Ok(Paged::boxed(Amd64Elf { core, pml4 }))
 }
 
 /// Finds the kernel's PML4 from the `KPML4phys` variable.

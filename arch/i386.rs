@@ -11,7 +11,7 @@ use crate::image::Image;
 use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::space::{Mmu, Space};
+use crate::space::{Mmu, Paged};
 use crate::walk::{prot, Page};
 use linkme::distributed_slice;
 use object::elf::EM_386;
@@ -196,7 +196,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let core = ElfCore::parse(s.core)?;
     let kernbase = s.require("kernbase")?;
     let mmu = find_root(&core, s, kernbase)?;
-    Ok(Space::boxed(I386Elf { core, mmu }))
+    Ok(Paged::boxed(I386Elf { core, mmu }))
 }
 
 /// Root-pointer variables, in the order they are tried. libkvm tries

@@ -16,7 +16,7 @@ use super::i386::{check_32bit, entry_prot, native, NOPAE, PAE};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::linux::{LinuxCore, Mem};
-use crate::space::{Mmu, Space};
+use crate::space::{Mmu, Paged};
 use crate::pagetable::{Mapping, Root};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
@@ -52,8 +52,8 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let LinuxCore { mem, info, .. } = s.take_linux()?;
     let pae = info.config("X86_PAE");
     Ok(match mem {
-        Mem::Elf(m) => Space::boxed(LinuxI386::new(s, m, pae)?),
-        Mem::Kdump(m) => Space::boxed(LinuxI386::new(s, m, pae)?),
+        Mem::Elf(m) => Paged::boxed(LinuxI386::new(s, m, pae)?),
+        Mem::Kdump(m) => Paged::boxed(LinuxI386::new(s, m, pae)?),
     })
 }
 

@@ -15,7 +15,7 @@ use super::amd64::{check_canonical, entry_prot, native, MMU, MMU_LA57, PG_FRAME}
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::linux::{LinuxCore, Mem, Needs};
-use crate::space::{Mmu, Space};
+use crate::space::{Mmu, Paged};
 use crate::pagetable::{sign_extend, Format, Mapping, Root};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
@@ -83,9 +83,9 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
                 ((va as i64) < 0 && va < START_KERNEL_MAP && pa != u64::MAX)
                     .then(|| va.wrapping_sub(pa))
             });
-            Space::boxed(LinuxX86::new(s, &info, m, base, qemu_cr)?)
+            Paged::boxed(LinuxX86::new(s, &info, m, base, qemu_cr)?)
         }
-        Mem::Kdump(m) => Space::boxed(LinuxX86::new(s, &info, m, None, qemu_cr)?),
+        Mem::Kdump(m) => Paged::boxed(LinuxX86::new(s, &info, m, None, qemu_cr)?),
     })
 }
 

@@ -18,7 +18,7 @@ use crate::image::Image;
 use crate::minidump::{Minidump, Sizes};
 use crate::pagetable::{Format, Frame, Root, Mapping};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::space::{Mmu, Space};
+use crate::space::{Mmu, Paged};
 use crate::walk::{DirectMap, Page};
 use byteorder::{ByteOrder, LittleEndian};
 use linkme::distributed_slice;
@@ -135,7 +135,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     };
     let (layout, map_off) = sizes.layout(s.core, "page map").map_err(|e| e.within("amd64 minidump"))?;
     let mem = Minidump::new(s.core, layout).map_err(|e| e.within("amd64 minidump"))?;
-    Ok(Space::boxed(Amd64Minidump {
+    Ok(Paged::boxed(Amd64Minidump {
         mem,
         v1: version == 1,
         map_off,
@@ -179,11 +179,7 @@ impl Mmu for Amd64Minidump {
                 self.kernbase, self.dmap.base, self.dmap.end
             )));
         };
-        Ok(Mapping {
-            pa,
-            size: self.mem.page_size(),
-            entry: 0,
-        })
+        Ok(Mapping::at(va, pa, self.mem.page_size(), 0))
     }
 
     /// The page map's leaves (PTEs in version 1, PDEs and the page-table

@@ -13,7 +13,7 @@ use crate::image::Image;
 use crate::minidump::{DmapHeader, Minidump};
 use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::space::{Mmu, Space};
+use crate::space::{Mmu, Paged};
 use crate::walk::{prot, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_AARCH64;
@@ -111,7 +111,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         f => return Err(bad(format!("unknown page size flag {f:#x} (4 KiB and 16 KiB are known)"))),
     };
     let (layout, map_off) = h.sizes.layout(s.core, "page map").map_err(|e| e.within("arm64 minidump"))?;
-    Ok(Space::boxed(Arm64Minidump {
+    Ok(Paged::boxed(Arm64Minidump {
         mem: Minidump::new(s.core, layout).map_err(|e| e.within("arm64 minidump"))?,
         map_off,
         map_entries: h.sizes.pmap / 8,
@@ -155,11 +155,7 @@ impl Mmu for Arm64Minidump {
                 self.kernbase
             )));
         };
-        Ok(Mapping {
-            pa,
-            size: self.mem.page_size(),
-            entry: 0,
-        })
+        Ok(Mapping::at(va, pa, self.mem.page_size(), 0))
     }
 
     /// The page map's L3 pages, then the dumped pages only the direct map

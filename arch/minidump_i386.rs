@@ -18,7 +18,7 @@ use crate::image::Image;
 use crate::minidump::{Minidump, Sizes};
 use crate::pagetable::{Format, Frame, Root, Mapping};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::space::{Mmu, Space};
+use crate::space::{Mmu, Paged};
 use crate::walk::{DirectMap, Page};
 use byteorder::{ByteOrder, LittleEndian};
 use linkme::distributed_slice;
@@ -132,7 +132,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         count: ptesize / if pae { 8 } else { 4 },
         base: kernbase,
     };
-    Ok(Space::boxed(I386Minidump {
+    Ok(Paged::boxed(I386Minidump {
         mem,
         pae,
         map,
@@ -159,11 +159,7 @@ impl Mmu for I386Minidump {
         } else {
             MAP_NOPAE.translate(image, &self.mem, self.map, va)?.pa
         };
-        Ok(Mapping {
-            pa,
-            size: self.mem.page_size(),
-            entry: 0,
-        })
+        Ok(Mapping::at(va, pa, self.mem.page_size(), 0))
     }
 
     /// The PTE section's valid entries, 4 KiB each (i386 has no direct map,

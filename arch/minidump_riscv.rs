@@ -11,7 +11,7 @@ use crate::image::Image;
 use crate::minidump::{DmapHeader, Minidump};
 use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
-use crate::space::{Mmu, Space};
+use crate::space::{Mmu, Paged};
 use crate::walk::{prot, DirectMap, Page};
 use linkme::distributed_slice;
 use object::elf::EM_RISCV;
@@ -92,7 +92,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         return Err(bad(format!("unknown version {} (expected 1 or 2)", h.version)));
     }
     let (layout, map_off) = h.sizes.layout(s.core, "page map").map_err(|e| e.within("riscv minidump"))?;
-    Ok(Space::boxed(RiscvMinidump {
+    Ok(Paged::boxed(RiscvMinidump {
         mem: Minidump::new(s.core, layout).map_err(|e| e.within("riscv minidump"))?,
         root: Root::File {
             off: map_off,
@@ -116,11 +116,7 @@ impl Mmu for RiscvMinidump {
             Some(pa) => pa,
             None => MAP.translate(image, &self.mem, self.root, va)?.pa,
         };
-        Ok(Mapping {
-            pa,
-            size: self.mem.page_size(),
-            entry: 0,
-        })
+        Ok(Mapping::at(va, pa, self.mem.page_size(), 0))
     }
 
     /// The page map's leaves, then the dumped pages only the direct map

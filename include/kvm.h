@@ -108,6 +108,77 @@ typedef int kvm_walk_pages_cb_t(struct kvm_page *, void *);
 #define KVM_O_NOVERIFY 536870912
 
 /*
+ Extension: the `ks_version` this library takes (`struct kvm_space`).
+ */
+#define KVM_SPACE_VERSION 1
+
+/*
+ `ks_mmu`: a table of linear ranges (memory slots, aliases, p2m runs).
+ */
+#define KVM_MMU_LINEAR 1
+
+/*
+ `ks_mmu`: IA-32e 4-level paging; `ks_root` = CR3.
+ */
+#define KVM_MMU_X86_64 2
+
+/*
+ `ks_mmu`: 5-level paging; `ks_root` = CR3.
+ */
+#define KVM_MMU_X86_64_LA57 3
+
+/*
+ `ks_mmu`: 32-bit 2-level paging, 4 MiB pages; `ks_root` = CR3.
+ */
+#define KVM_MMU_I386 4
+
+/*
+ `ks_mmu`: PAE 3-level paging, 2 MiB pages, NX; `ks_root` = CR3.
+ */
+#define KVM_MMU_I386_PAE 5
+
+/*
+ `ks_mmu`: as the CPU would choose from `ks_cr0`, `ks_cr4`, `ks_efer`.
+ */
+#define KVM_MMU_X86_AUTO 6
+
+/*
+ `ks_mmu`: Intel EPT; `ks_root` = EPTP (walk length from bits 5:3).
+ */
+#define KVM_MMU_EPT 7
+
+/*
+ `ks_mmu`: aarch64 stage 1; `ks_root` = TTBRn_EL1, `ks_tcr` = TCR_EL1.
+ */
+#define KVM_MMU_AARCH64 8
+
+/*
+ `ks_mmu`: riscv Sv39; `ks_root` = satp.PPN << 12.
+ */
+#define KVM_MMU_RISCV_SV39 9
+
+/*
+ `ks_mmu`: riscv Sv48.
+ */
+#define KVM_MMU_RISCV_SV48 10
+
+/*
+ `ks_mmu`: riscv Sv57.
+ */
+#define KVM_MMU_RISCV_SV57 11
+
+/*
+ `ks_base`: tables and pages lie in the base handle's physical space.
+ */
+#define KVM_BASE_PHYS 0
+
+/*
+ `ks_base`: ... in the base handle's virtual space (`kvm_read2`
+ addresses).
+ */
+#define KVM_BASE_VIRT 1
+
+/*
  A symbol resolver for `kvm_open2()`: stores the address of `name` in
  `*addr` and returns 0, or returns non-zero when the name is unknown.
  */
@@ -131,6 +202,74 @@ struct kvm_nlist {
    Its value, 0 when not found.
    */
   kvaddr_t n_value;
+};
+
+/*
+ Extension: a linear range of a `KVM_MMU_LINEAR` space.
+ */
+struct kvm_range {
+  /*
+   First address in the new space.
+   */
+  uint64_t kr_addr;
+  /*
+   Length in bytes.
+   */
+  uint64_t kr_len;
+  /*
+   Where `kr_addr` lies in the base space.
+   */
+  uint64_t kr_target;
+};
+
+/*
+ Extension: the description of a space for `kvm_open_space()`.
+ */
+struct kvm_space {
+  /*
+   `KVM_SPACE_VERSION`.
+   */
+  uint32_t ks_version;
+  /*
+   `KVM_MMU_*`.
+   */
+  uint32_t ks_mmu;
+  /*
+   `KVM_BASE_PHYS` or `KVM_BASE_VIRT`.
+   */
+  uint32_t ks_base;
+  /*
+   0; anything else is refused.
+   */
+  uint32_t ks_flags;
+  /*
+   The root: CR3, EPTP, TTBRn_EL1 or satp.PPN << 12.
+   */
+  uint64_t ks_root;
+  /*
+   CR0, for `KVM_MMU_X86_AUTO` only.
+   */
+  uint64_t ks_cr0;
+  /*
+   CR4, for `KVM_MMU_X86_AUTO` only.
+   */
+  uint64_t ks_cr4;
+  /*
+   IA32_EFER, for `KVM_MMU_X86_AUTO` only.
+   */
+  uint64_t ks_efer;
+  /*
+   TCR_EL1, for `KVM_MMU_AARCH64` only.
+   */
+  uint64_t ks_tcr;
+  /*
+   The ranges, for `KVM_MMU_LINEAR` only.
+   */
+  const struct kvm_range *ks_ranges;
+  /*
+   How many.
+   */
+  size_t ks_nranges;
 };
 
 /*
@@ -227,13 +366,13 @@ int kvm_close(kvm_t *kd);
 char *kvm_geterr(kvm_t *kd);
 
 /*
- 1 when the dump's architecture is the host's, else 0.
+ 1 when the dump's architecture is the host's, else 0 (0 for a space).
  */
 int kvm_native(kvm_t *kd);
 
 /*
- The kernel displacement (0 where the backend cannot know it); for a
- Linux dump (extension), the KASLR offset.
+ The kernel displacement (0 where the backend cannot know it, and for a
+ space); for a Linux dump (extension), the KASLR offset.
  */
 kssize_t kvm_kerndisp(kvm_t *kd);
 
@@ -268,6 +407,30 @@ ssize_t kvm_read_phys(kvm_t *kd, kpaddr_t pa, void *buf, size_t len);
  gives. Thread-safe.
  */
 int kvm_vtop(kvm_t *kd, kvaddr_t va, kpaddr_t *pa);
+
+/*
+ Extension: opens an address space stacked on `base` (a dump handle or
+ another space) as `ks` describes it: a table of linear ranges, or page
+ tables of one of the `KVM_MMU_*` formats at `ks_root`, whose tables and
+ pages lie in `base`'s physical space (`KVM_BASE_PHYS`) or virtual space
+ (`KVM_BASE_VIRT`). Page-table entries are frames of that space; nothing
+ else is applied (Xen paravirtual guests: the entries hold machine
+ frames, so open the space over the host's physical memory).
+
+ The new handle's virtual space is what `kvm_read2()`, `kvm_vtop()` and
+ `kvm_walk_pages()` see; its physical space, what `kvm_read_phys()`
+ reads, is the base space. `kvm_nlist2()` resolves nothing on a space
+ (it returns the count of names), `kvm_native()` and `kvm_kerndisp()`
+ return 0. The space keeps what it needs of its base: `base` may be
+ closed first. Errors name the address and the layer that failed
+ ("x86-64 space (layer 2)", the dump's "kernel virtual memory", ...).
+
+ Returns NULL with a text in `errbuf` (`_POSIX2_LINE_MAX` bytes) for a
+ description it refuses: an unknown version, MMU or base, flags other
+ than 0, no ranges, ranges that are empty, overlap or wrap, control
+ registers no CPU runs with, a root the base space does not hold.
+ */
+kvm_t *kvm_open_space(kvm_t *base, const struct kvm_space *ks, char *errbuf);
 
 /*
  `kvm_read2()` with an `unsigned long` address.

@@ -9,6 +9,7 @@
 
 use crate::error::Error;
 use crate::kvm::{Kvm, OpenOptions, Resolver};
+use crate::stack::{AddressSpace, Base, Paging, Range, Space, MAX_RANGES};
 use libc::{c_char, c_int, c_uchar, c_uint, c_ulong, c_void, off_t, size_t, ssize_t};
 use static_assertions::{assert_eq_size, const_assert_eq};
 use std::cell::UnsafeCell;
@@ -121,9 +122,101 @@ pub const KVM_O_PREAD: c_int = 0x10000000;
 /// the same.
 pub const KVM_O_NOVERIFY: c_int = 0x20000000;
 
+/// Extension: the `ks_version` this library takes (`struct kvm_space`).
+pub const KVM_SPACE_VERSION: u32 = 1;
+/// `ks_mmu`: a table of linear ranges (memory slots, aliases, p2m runs).
+pub const KVM_MMU_LINEAR: u32 = 1;
+/// `ks_mmu`: IA-32e 4-level paging; `ks_root` = CR3.
+pub const KVM_MMU_X86_64: u32 = 2;
+/// `ks_mmu`: 5-level paging; `ks_root` = CR3.
+pub const KVM_MMU_X86_64_LA57: u32 = 3;
+/// `ks_mmu`: 32-bit 2-level paging, 4 MiB pages; `ks_root` = CR3.
+pub const KVM_MMU_I386: u32 = 4;
+/// `ks_mmu`: PAE 3-level paging, 2 MiB pages, NX; `ks_root` = CR3.
+pub const KVM_MMU_I386_PAE: u32 = 5;
+/// `ks_mmu`: as the CPU would choose from `ks_cr0`, `ks_cr4`, `ks_efer`.
+pub const KVM_MMU_X86_AUTO: u32 = 6;
+/// `ks_mmu`: Intel EPT; `ks_root` = EPTP (walk length from bits 5:3).
+pub const KVM_MMU_EPT: u32 = 7;
+/// `ks_mmu`: aarch64 stage 1; `ks_root` = TTBRn_EL1, `ks_tcr` = TCR_EL1.
+pub const KVM_MMU_AARCH64: u32 = 8;
+/// `ks_mmu`: riscv Sv39; `ks_root` = satp.PPN << 12.
+pub const KVM_MMU_RISCV_SV39: u32 = 9;
+/// `ks_mmu`: riscv Sv48.
+pub const KVM_MMU_RISCV_SV48: u32 = 10;
+/// `ks_mmu`: riscv Sv57.
+pub const KVM_MMU_RISCV_SV57: u32 = 11;
+/// `ks_base`: tables and pages lie in the base handle's physical space.
+pub const KVM_BASE_PHYS: u32 = 0;
+/// `ks_base`: ... in the base handle's virtual space (`kvm_read2`
+/// addresses).
+pub const KVM_BASE_VIRT: u32 = 1;
+
+/// Extension: a linear range of a `KVM_MMU_LINEAR` space.
+#[repr(C)]
+pub struct kvm_range {
+    /// First address in the new space.
+    pub kr_addr: u64,
+    /// Length in bytes.
+    pub kr_len: u64,
+    /// Where `kr_addr` lies in the base space.
+    pub kr_target: u64,
+}
+
+/// Extension: the description of a space for `kvm_open_space()`.
+#[repr(C)]
+pub struct kvm_space {
+    /// `KVM_SPACE_VERSION`.
+    pub ks_version: u32,
+    /// `KVM_MMU_*`.
+    pub ks_mmu: u32,
+    /// `KVM_BASE_PHYS` or `KVM_BASE_VIRT`.
+    pub ks_base: u32,
+    /// 0; anything else is refused.
+    pub ks_flags: u32,
+    /// The root: CR3, EPTP, TTBRn_EL1 or satp.PPN << 12.
+    pub ks_root: u64,
+    /// CR0, for `KVM_MMU_X86_AUTO` only.
+    pub ks_cr0: u64,
+    /// CR4, for `KVM_MMU_X86_AUTO` only.
+    pub ks_cr4: u64,
+    /// IA32_EFER, for `KVM_MMU_X86_AUTO` only.
+    pub ks_efer: u64,
+    /// TCR_EL1, for `KVM_MMU_AARCH64` only.
+    pub ks_tcr: u64,
+    /// The ranges, for `KVM_MMU_LINEAR` only.
+    pub ks_ranges: *const kvm_range,
+    /// How many.
+    pub ks_nranges: size_t,
+}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert_eq_size!(kvm_range, [u64; 3]);
+    const_assert_eq!(offset_of!(kvm_space, ks_root), 16);
+    const_assert_eq!(offset_of!(kvm_space, ks_tcr), 48);
+    const_assert_eq!(offset_of!(kvm_space, ks_ranges), 56);
+    assert_eq_size!(kvm_space, [u64; 9]);
+};
+
+/// What a handle reads: a dump, or a space stacked on one.
+enum Handle {
+    Dump(Kvm),
+    Space(Space),
+}
+
+impl Handle {
+    fn space(&self) -> &dyn AddressSpace {
+        match self {
+            Handle::Dump(k) => k,
+            Handle::Space(s) => s,
+        }
+    }
+}
+
 /// The handle behind `kvm_t` (`typedef struct __kvm kvm_t`).
 pub struct __kvm {
-    kvm: Kvm,
+    kvm: Handle,
     errors: ErrorTexts,
 }
 
@@ -309,7 +402,7 @@ unsafe fn open_common(
         options = options.resolver(r);
     }
     Ok(Box::new(__kvm {
-        kvm: options.open_dump(exec, core)?,
+        kvm: Handle::Dump(options.open_dump(exec, core)?),
         errors: ErrorTexts::new(),
     }))
 }
@@ -412,17 +505,23 @@ pub unsafe extern "C" fn kvm_geterr(kd: *mut kvm_t) -> *mut c_char {
     text.unwrap_or(EMPTY.as_ptr() as *mut c_char)
 }
 
-/// 1 when the dump's architecture is the host's, else 0.
+/// 1 when the dump's architecture is the host's, else 0 (0 for a space).
 #[no_mangle]
 pub unsafe extern "C" fn kvm_native(kd: *mut kvm_t) -> c_int {
-    kd.as_ref().map_or(0, |kd| c_int::from(kd.kvm.native()))
+    match kd.as_ref().map(|kd| &kd.kvm) {
+        Some(Handle::Dump(k)) => c_int::from(k.native()),
+        _ => 0,
+    }
 }
 
-/// The kernel displacement (0 where the backend cannot know it); for a
-/// Linux dump (extension), the KASLR offset.
+/// The kernel displacement (0 where the backend cannot know it, and for a
+/// space); for a Linux dump (extension), the KASLR offset.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_kerndisp(kd: *mut kvm_t) -> kssize_t {
-    kd.as_ref().map_or(0, |kd| kd.kvm.kerndisp())
+    match kd.as_ref().map(|kd| &kd.kvm) {
+        Some(Handle::Dump(k)) => k.kerndisp(),
+        _ => 0,
+    }
 }
 
 /// An entry of a symbol list: `struct kvm_nlist` or `struct nlist`.
@@ -476,7 +575,11 @@ unsafe fn resolve_list<E: NlistEntry>(kd: *mut kvm_t, nl: *mut E, func: &str) ->
         let mut p = nl;
         while !(*p).name().is_null() && *(*p).name() != 0 {
             let name = CStr::from_ptr((*p).name()).to_str().ok();
-            let sym = name.and_then(|n| k.kvm.symbol(n));
+            // A space has no symbols (extension): every name is missing.
+            let sym = match &k.kvm {
+                Handle::Dump(kvm) => name.and_then(|n| kvm.symbol(n)),
+                Handle::Space(_) => None,
+            };
             let (n_type, value) = sym.map_or((0, 0), |s| (s.n_type, s.value));
             missing += c_int::from(sym.is_none());
             if !(*p).set(n_type, value) {
@@ -532,7 +635,7 @@ unsafe fn read_into(
     func: &str,
     buf: *mut c_void,
     len: size_t,
-    read: impl FnOnce(&Kvm, &mut [u8]) -> Result<usize, Error>,
+    read: impl FnOnce(&dyn AddressSpace, &mut [u8]) -> Result<usize, Error>,
 ) -> ssize_t {
     let Some(k) = kd.as_ref() else { return -1 };
     if len == 0 {
@@ -547,7 +650,7 @@ unsafe fn read_into(
     guard(kd, -1, || {
         // SAFETY: the caller gives `len` writable bytes at `buf`.
         let dst = std::slice::from_raw_parts_mut(buf.cast::<u8>(), len);
-        match read(&k.kvm, dst) {
+        match read(k.kvm.space(), dst) {
             Ok(n) => n as ssize_t,
             Err(e) => {
                 k.set_err(&e.to_string());
@@ -585,7 +688,7 @@ pub unsafe extern "C" fn kvm_vtop(kd: *mut kvm_t, va: kvaddr_t, pa: *mut kpaddr_
         k.set_err("kvm_vtop: NULL pa");
         return -1;
     }
-    guard(kd, -1, || match k.kvm.vtop(va) {
+    guard(kd, -1, || match k.kvm.space().vtop(va) {
         Ok(p) => {
             *pa = p;
             0
@@ -595,6 +698,129 @@ pub unsafe extern "C" fn kvm_vtop(kd: *mut kvm_t, va: kvaddr_t, pa: *mut kpaddr_
             -1
         }
     })
+}
+
+/// Extension: opens an address space stacked on `base` (a dump handle or
+/// another space) as `ks` describes it: a table of linear ranges, or page
+/// tables of one of the `KVM_MMU_*` formats at `ks_root`, whose tables and
+/// pages lie in `base`'s physical space (`KVM_BASE_PHYS`) or virtual space
+/// (`KVM_BASE_VIRT`). Page-table entries are frames of that space; nothing
+/// else is applied (Xen paravirtual guests: the entries hold machine
+/// frames, so open the space over the host's physical memory).
+///
+/// The new handle's virtual space is what `kvm_read2()`, `kvm_vtop()` and
+/// `kvm_walk_pages()` see; its physical space, what `kvm_read_phys()`
+/// reads, is the base space. `kvm_nlist2()` resolves nothing on a space
+/// (it returns the count of names), `kvm_native()` and `kvm_kerndisp()`
+/// return 0. The space keeps what it needs of its base: `base` may be
+/// closed first. Errors name the address and the layer that failed
+/// ("x86-64 space (layer 2)", the dump's "kernel virtual memory", ...).
+///
+/// Returns NULL with a text in `errbuf` (`_POSIX2_LINE_MAX` bytes) for a
+/// description it refuses: an unknown version, MMU or base, flags other
+/// than 0, no ranges, ranges that are empty, overlap or wrap, control
+/// registers no CPU runs with, a root the base space does not hold.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_open_space(
+    base: *mut kvm_t,
+    ks: *const kvm_space,
+    errbuf: *mut c_char,
+) -> *mut kvm_t {
+    guard(
+        std::ptr::null(),
+        std::ptr::null_mut(),
+        || match open_space(base.as_ref(), ks.as_ref()) {
+            Ok(space) => Box::into_raw(Box::new(__kvm {
+                kvm: Handle::Space(space),
+                errors: ErrorTexts::new(),
+            })),
+            Err(e) => {
+                copy_msg(errbuf, &format!("kvm_open_space: {e}"));
+                std::ptr::null_mut()
+            }
+        },
+    )
+}
+
+unsafe fn open_space(base: Option<&kvm_t>, ks: Option<&kvm_space>) -> Result<Space, Error> {
+    let bad = |m: String| Err(Error::InvalidSpace(m));
+    let Some(base) = base else {
+        return bad("NULL base handle".into());
+    };
+    let Some(ks) = ks else {
+        return bad("NULL space description".into());
+    };
+    if ks.ks_version != KVM_SPACE_VERSION {
+        return bad(format!(
+            "ks_version {} is not KVM_SPACE_VERSION ({KVM_SPACE_VERSION})",
+            ks.ks_version
+        ));
+    }
+    let on = match ks.ks_base {
+        KVM_BASE_PHYS => Base::Phys,
+        KVM_BASE_VIRT => Base::Virt,
+        b => {
+            return bad(format!(
+                "ks_base {b} is neither KVM_BASE_PHYS (0) nor KVM_BASE_VIRT (1)"
+            ))
+        }
+    };
+    if ks.ks_flags != 0 {
+        return bad(format!(
+            "ks_flags {:#x}: no flags are defined (pass 0)",
+            ks.ks_flags
+        ));
+    }
+    let root = ks.ks_root;
+    let paging = match ks.ks_mmu {
+        KVM_MMU_LINEAR => {
+            if ks.ks_ranges.is_null() || ks.ks_nranges == 0 {
+                return bad("KVM_MMU_LINEAR with a NULL ks_ranges or ks_nranges 0".into());
+            }
+            if ks.ks_nranges > MAX_RANGES {
+                return bad(format!(
+                    "ks_nranges {} is more than the {MAX_RANGES} ranges a space takes",
+                    ks.ks_nranges
+                ));
+            }
+            // SAFETY: the caller gives ks_nranges ranges at ks_ranges.
+            let ranges = std::slice::from_raw_parts(ks.ks_ranges, ks.ks_nranges);
+            Paging::Linear(
+                ranges
+                    .iter()
+                    .map(|r| Range {
+                        addr: r.kr_addr,
+                        len: r.kr_len,
+                        target: r.kr_target,
+                    })
+                    .collect(),
+            )
+        }
+        KVM_MMU_X86_64 => Paging::X86_64 { cr3: root },
+        KVM_MMU_X86_64_LA57 => Paging::X86_64La57 { cr3: root },
+        KVM_MMU_I386 => Paging::I386 { cr3: root },
+        KVM_MMU_I386_PAE => Paging::I386Pae { cr3: root },
+        KVM_MMU_X86_AUTO => Paging::X86Auto {
+            cr3: root,
+            cr0: ks.ks_cr0,
+            cr4: ks.ks_cr4,
+            efer: ks.ks_efer,
+        },
+        KVM_MMU_EPT => Paging::Ept { eptp: root },
+        KVM_MMU_AARCH64 => Paging::Aarch64 {
+            ttbr: root,
+            tcr: ks.ks_tcr,
+        },
+        KVM_MMU_RISCV_SV39 => Paging::RiscvSv39 { satp_root: root },
+        KVM_MMU_RISCV_SV48 => Paging::RiscvSv48 { satp_root: root },
+        KVM_MMU_RISCV_SV57 => Paging::RiscvSv57 { satp_root: root },
+        m => {
+            return bad(format!(
+                "ks_mmu {m} is no KVM_MMU_* value (KVM_MMU_LINEAR (1) to KVM_MMU_RISCV_SV57 (11))"
+            ))
+        }
+    };
+    Space::new(base.kvm.space(), on, paging)
 }
 
 /// `kvm_read2()` with an `unsigned long` address.
@@ -639,7 +865,7 @@ pub unsafe extern "C" fn kvm_walk_pages(
         return 0;
     };
     guard(kd, 0, || {
-        let walked = k.kvm.walk_pages(|p| {
+        let walked = k.kvm.space().walk_pages(&mut |p| {
             let mut page = kvm_page {
                 kp_version: LIBKVM_WALK_PAGES_VERSION,
                 kp_paddr: p.paddr,

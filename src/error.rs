@@ -26,6 +26,15 @@ pub enum Fault {
     OutOfRange(String),
     /// The page tables themselves are damaged or missing from the dump.
     BadPageTable(String),
+    /// A failure in a layer of a stack of spaces (see [`crate::Space`]):
+    /// `what` says where ("in EPT space (layer 1)", "0x5000 in linear
+    /// space (layer 2)", "its PML4E table at 0x1000"), `fault` why.
+    In {
+        /// Where the failure happened.
+        what: String,
+        /// What failed there.
+        fault: Box<Fault>,
+    },
 }
 
 /// Everything that can go wrong while opening or reading a dump.
@@ -91,6 +100,9 @@ pub enum Error {
     ReadOnly,
     /// The operation is not available for this dump or backend.
     NotSupported(&'static str),
+    /// A space description ([`crate::Space::new`], `kvm_open_space`) is
+    /// refused.
+    InvalidSpace(String),
 }
 
 /// Result alias used throughout the crate.
@@ -141,6 +153,7 @@ impl fmt::Display for Fault {
             ),
             Fault::OutOfRange(why) => write!(f, "out of range: {why}"),
             Fault::BadPageTable(why) => write!(f, "damaged page tables: {why}"),
+            Fault::In { what, fault } => write!(f, "{what}: {fault}"),
         }
     }
 }
@@ -182,6 +195,7 @@ impl fmt::Display for Error {
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             Error::ReadOnly => write!(f, "cannot write: crash dumps are opened read-only"),
             Error::NotSupported(m) => write!(f, "not supported: {m}"),
+            Error::InvalidSpace(m) => write!(f, "invalid space: {m}"),
         }
     }
 }

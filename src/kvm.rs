@@ -11,6 +11,7 @@ use crate::registry::{self, Backend, Probe, Setup, Translator};
 use crate::walk::Page;
 use object::elf::{EM_386, EM_X86_64};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Resolves a kernel symbol name to an address (the `kvm_open2` resolver).
 pub type Resolver = Box<dyn Fn(&str) -> Option<u64> + Send + Sync>;
@@ -33,9 +34,9 @@ pub type Resolver = Box<dyn Fn(&str) -> Option<u64> + Send + Sync>;
 /// ```
 pub struct Kvm {
     kernel: Kernel,
-    core: Image,
+    core: Arc<Image>,
     backend: &'static Backend,
-    vtop: Box<dyn Translator>,
+    vtop: Arc<dyn Translator>,
     resolver: Option<Resolver>,
     /// Linux's run-time symbols, for a Linux dump.
     linux: Option<Symbols>,
@@ -219,9 +220,9 @@ impl OpenOptions {
         .map_err(|e| e.in_file("core", core.path()))?;
         let mut kvm = Kvm {
             kernel,
-            core,
+            core: Arc::new(core),
             backend,
-            vtop,
+            vtop: Arc::from(vtop),
             resolver,
             linux: None,
         };
@@ -230,8 +231,8 @@ impl OpenOptions {
                 kvm.read(version, buf)
             })?;
         }
-        if self.mode == ReadMode::Map {
-            kvm.core.map();
+        if let (ReadMode::Map, Some(core)) = (self.mode, Arc::get_mut(&mut kvm.core)) {
+            core.map();
         }
         Ok(kvm)
     }
@@ -293,9 +294,9 @@ impl OpenOptions {
         .map_err(|e| e.in_file("core", core.path()))?;
         let mut kvm = Kvm {
             kernel,
-            core,
+            core: Arc::new(core),
             backend,
-            vtop,
+            vtop: Arc::from(vtop),
             resolver,
             linux: Some(symbols),
         };
@@ -346,8 +347,8 @@ impl OpenOptions {
                 })?;
             }
         }
-        if self.mode == ReadMode::Map {
-            kvm.core.map();
+        if let (ReadMode::Map, Some(core)) = (self.mode, Arc::get_mut(&mut kvm.core)) {
+            core.map();
         }
         Ok(kvm)
     }
@@ -491,6 +492,11 @@ impl Kvm {
     /// holds pages (hostile or damaged tables).
     pub fn walk_pages(&self, mut f: impl FnMut(&Page) -> bool) -> Result<bool> {
         self.vtop.walk_pages(&self.core, &mut f)
+    }
+
+    /// The core file and the translator, for spaces stacked on this handle.
+    pub(crate) fn parts(&self) -> (&Arc<Image>, &Arc<dyn Translator>) {
+        (&self.core, &self.vtop)
     }
 
     /// Writing is not possible: dumps are read-only (`kvm_write`).

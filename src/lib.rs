@@ -59,10 +59,12 @@ mod kernel;
 mod kvm;
 mod linux;
 mod minidump;
+mod mmu;
 mod pagetable;
 mod physmem;
 mod registry;
 mod space;
+mod stack;
 mod tlb;
 mod vmcoreinfo;
 mod walk;
@@ -77,6 +79,7 @@ pub use error::{Error, Fault, Result};
 pub use kernel::{ntype, Symbol};
 pub use kvm::{Kvm, OpenOptions, Resolver};
 pub use physmem::Span;
+pub use stack::{AddressSpace, Base, Paging, Range, Space, MAX_RANGES};
 pub use walk::{prot, Page};
 
 /// The C header cbindgen generated from this build (tests compare it with

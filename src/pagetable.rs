@@ -121,18 +121,46 @@ pub enum Root {
     },
 }
 
-/// A successful translation.
+/// A successful translation: a run of `size` virtual bytes from `first`
+/// that lies contiguously in the base space, the translated byte at `pa`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mapping {
     /// Physical address of the translated byte.
     pub pa: u64,
-    /// Size of the page or superpage that maps it.
+    /// First virtual address of the page, superpage or linear range.
+    pub first: u64,
+    /// Its size: a power of two for pages, any length for linear ranges.
     pub size: u64,
-    /// The leaf entry.
+    /// The leaf entry (0 where there is none).
     pub entry: u64,
 }
 
 impl Mapping {
+    /// The translation of `va` by the page (or superpage) of `size` bytes
+    /// that holds it.
+    #[inline(always)]
+    pub fn at(va: u64, pa: u64, size: u64, entry: u64) -> Mapping {
+        Mapping {
+            pa,
+            first: va & !(size - 1),
+            size,
+            entry,
+        }
+    }
+
+    /// Bytes from `va` (which the mapping holds) to its end.
+    #[inline(always)]
+    pub fn left(&self, va: u64) -> u64 {
+        self.size - va.wrapping_sub(self.first)
+    }
+
+    /// True when the whole 4 KiB page of `va` lies in the mapping.
+    #[inline(always)]
+    pub fn holds_page_of(&self, va: u64) -> bool {
+        let page = va & !0xfff;
+        page >= self.first && self.size >= 4096 && page - self.first <= self.size - 4096
+    }
+
     /// Where the byte this mapping translated (at virtual `va`) lies in
     /// `mem`, and how many bytes from there are contiguous: to the end of
     /// the page or superpage, or of the container's span if that comes
@@ -142,10 +170,9 @@ impl Mapping {
         let Some(span) = mem.locate(self.pa) else {
             return Err(mem.missing(self.pa));
         };
-        let left_in_page = self.size - (va & (self.size - 1));
         Ok(Span {
             off: span.off,
-            len: span.len.min(left_in_page),
+            len: span.len.min(self.left(va)),
         })
     }
 }
@@ -211,7 +238,7 @@ impl<const N: usize> Format<N> {
                 Root::Phys(pa) => {
                     let index = (va >> lvl.shift) & ((1u64 << lvl.bits) - 1);
                     let Some(span) = mem.locate(pa + index * esz) else {
-                        return Err(table_missing(lvl, pa));
+                        return Err(table_missing(lvl, pa, mem.missing(pa + index * esz)));
                     };
                     (index, span.off)
                 }
@@ -236,11 +263,12 @@ impl<const N: usize> Format<N> {
             }
             if depth + 1 == N || lvl.leaf.test(e) {
                 let size = 1u64 << lvl.shift;
-                return Ok(Mapping {
-                    pa: lvl.frame.of(e) | (va & (size - 1)),
+                return Ok(Mapping::at(
+                    va,
+                    lvl.frame.of(e) | (va & (size - 1)),
                     size,
-                    entry: e,
-                });
+                    e,
+                ));
             }
             table = Root::Phys(self.table.of(e));
         }
@@ -252,13 +280,21 @@ impl<const N: usize> Format<N> {
 
 // Error construction stays out of the walk's hot code.
 
+/// A table the base space does not hold: not in the dump, or (for a
+/// space over another space) not translated by it, as `why` says.
 #[cold]
 #[inline(never)]
-fn table_missing(lvl: &Level, pa: u64) -> Fault {
-    Fault::BadPageTable(format!(
-        "{} table page at physical address {pa:#x} is not in the dump",
-        lvl.name
-    ))
+fn table_missing(lvl: &Level, pa: u64, why: Fault) -> Fault {
+    match why {
+        Fault::NotInDump { .. } => Fault::BadPageTable(format!(
+            "{} table page at physical address {pa:#x} is not in the dump",
+            lvl.name
+        )),
+        why => Fault::In {
+            what: format!("its {} table at {pa:#x}", lvl.name),
+            fault: Box::new(why),
+        },
+    }
 }
 
 #[cold]
@@ -447,6 +483,7 @@ impl<const N: usize, M: PhysMem> Walk<'_, '_, N, M> {
         if depth + 1 == N || lvl.leaf.test(e) {
             let m = Mapping {
                 pa: lvl.frame.of(e),
+                first: va,
                 size: 1u64 << lvl.shift,
                 entry: e,
             };

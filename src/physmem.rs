@@ -67,7 +67,14 @@ pub trait PhysMem: Send + Sync {
     /// The file offset where the bytes of `pa` are kept (compressed, for
     /// kdump), for `kvm_walk_pages`; `None` when the file does not hold them.
     fn file_offset(&self, image: &Image, pa: u64) -> Option<u64> {
-        self.locate(pa).map(|s| s.off).filter(|&o| o < image.len())
+        self.locate(pa)
+            .and_then(|s| self.location_offset(image, s.off))
+    }
+
+    /// The file offset of location `loc` (one `locate` gave), as
+    /// `file_offset` gives it.
+    fn location_offset(&self, image: &Image, loc: u64) -> Option<u64> {
+        (loc < image.len()).then_some(loc)
     }
 
     /// The end of this container's locations: page walks skip what lies

@@ -132,6 +132,24 @@ pub trait Translator: Send + Sync {
         read_spans(self, core, va, span, buf)
     }
 
+    /// Where physical address `pa` lies in the container, as `kvatop`
+    /// says for virtual addresses (the physical space of a handle, as a
+    /// space stacked on it sees it).
+    fn locate_phys(&self, pa: u64) -> Result<Span, Fault>;
+
+    /// The bytes at a location, borrowed when possible (see
+    /// [`crate::physmem::PhysMem::view`]).
+    fn view<'a>(&'a self, core: &'a Image, off: u64, buf: &'a mut [u8]) -> Option<&'a [u8]>;
+
+    /// Pages the container holds: what bounds a page walk.
+    fn held_pages(&self) -> u64;
+
+    /// The end of the container's locations.
+    fn end(&self, core: &Image) -> u64;
+
+    /// The file offset of a location (for `kvm_walk_pages`).
+    fn location_offset(&self, core: &Image, loc: u64) -> Option<u64>;
+
     /// Kernel displacement: where the kernel runs relative to where it was
     /// linked (`ka_kerndisp`); 0 when the backend cannot know.
     fn kerndisp(&self) -> i64 {

@@ -1,7 +1,8 @@
 //! An address space: an MMU (a page-table format, a root, a container to
 //! read tables and pages from) with a small TLB, as one translator. Every
-//! backend describes its MMU; this is where reads, translations and
-//! physical reads are written once.
+//! backend describes its MMU, and so does every space stacked on a handle
+//! ([`crate::Space`]); this is where reads, translations and physical
+//! reads are written once.
 
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
@@ -24,24 +25,24 @@ pub trait Mmu: Send + Sync {
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool>;
 }
 
-/// A kernel's address space: its MMU, with a TLB of where recently
-/// translated pages lie (see [`crate::tlb`]).
-pub struct Space<A> {
+/// An address space: its MMU, with a TLB of where recently translated
+/// pages lie (see [`crate::tlb`]).
+pub struct Paged<A> {
     mmu: A,
     tlb: Tlb,
 }
 
-impl<A: Mmu + 'static> Space<A> {
+impl<A: Mmu + 'static> Paged<A> {
     /// The translator of `mmu`'s space.
     pub fn boxed(mmu: A) -> Box<dyn Translator> {
-        Box::new(Space {
+        Box::new(Paged {
             mmu,
             tlb: Tlb::default(),
         })
     }
 }
 
-impl<A: Mmu> Translator for Space<A> {
+impl<A: Mmu> Translator for Paged<A> {
     #[inline]
     fn kvatop(&self, image: &Image, va: u64) -> Result<Span, Fault> {
         if let Some(span) = self.tlb.get(va) {
@@ -50,12 +51,15 @@ impl<A: Mmu> Translator for Space<A> {
         let mem = self.mmu.mem();
         let m = self.mmu.translate(image, va)?;
         let span = m.span_in(mem, va)?;
-        // Kept only if the whole 4 KiB page lies contiguously in the
-        // container (a segment may start, or a kdump block end, mid-page).
+        // Kept only if the mapping holds the whole 4 KiB page (a linear
+        // range may start or end mid-page) and the page lies contiguously
+        // in the container (a segment may start, or a kdump block end,
+        // mid-page).
         let in_page = va & 0xfff;
-        let whole = mem
-            .locate(m.pa.wrapping_sub(in_page))
-            .is_some_and(|p| p.off.wrapping_add(in_page) == span.off && p.len >= 4096);
+        let whole = m.holds_page_of(va)
+            && mem
+                .locate(m.pa.wrapping_sub(in_page))
+                .is_some_and(|p| p.off.wrapping_add(in_page) == span.off && p.len >= 4096);
         if whole {
             self.tlb.put(va, span);
         }
@@ -69,6 +73,27 @@ impl<A: Mmu> Translator for Space<A> {
 
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         self.mmu.walk_pages(image, f)
+    }
+
+    fn locate_phys(&self, pa: u64) -> Result<Span, Fault> {
+        let mem = self.mmu.mem();
+        mem.locate(pa).ok_or_else(|| mem.missing(pa))
+    }
+
+    fn view<'a>(&'a self, image: &'a Image, off: u64, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        self.mmu.mem().view(image, off, buf)
+    }
+
+    fn held_pages(&self) -> u64 {
+        self.mmu.mem().held_pages()
+    }
+
+    fn end(&self, image: &Image) -> u64 {
+        self.mmu.mem().end(image)
+    }
+
+    fn location_offset(&self, image: &Image, loc: u64) -> Option<u64> {
+        self.mmu.mem().location_offset(image, loc)
     }
 
     fn vtop(&self, image: &Image, va: u64) -> Result<u64, Fault> {

@@ -1033,6 +1033,11 @@ impl PhysMem for Kdump {
     }
 
     /// Locations are physical addresses, up to the end of the bitmap.
+    /// Locations are physical addresses.
+    fn location_offset(&self, image: &Image, loc: u64) -> Option<u64> {
+        self.file_offset(image, loc)
+    }
+
     fn end(&self, _image: &Image) -> u64 {
         self.bits
             .checked_shl(self.unit_shift)
