@@ -148,17 +148,32 @@ impl Mapping {
         }
     }
 
-    /// Bytes from `va` (which the mapping holds) to its end.
+    /// Where `va` (which the mapping translated) lies in it. A walker
+    /// may have changed bits of `va` above the page before walking
+    /// (aarch64 pointer-authentication codes), so when `va` is not in
+    /// `[first, first + size)` the page's own bits say.
+    #[inline(always)]
+    fn offset(&self, va: u64) -> u64 {
+        let d = va.wrapping_sub(self.first);
+        if d < self.size {
+            d
+        } else {
+            va & (self.size - 1)
+        }
+    }
+
+    /// Bytes from `va` (which the mapping translated) to its end.
     #[inline(always)]
     pub fn left(&self, va: u64) -> u64 {
-        self.size - va.wrapping_sub(self.first)
+        self.size - self.offset(va)
     }
 
     /// True when the whole 4 KiB page of `va` lies in the mapping.
     #[inline(always)]
     pub fn holds_page_of(&self, va: u64) -> bool {
-        let page = va & !0xfff;
-        page >= self.first && self.size >= 4096 && page - self.first <= self.size - 4096
+        let at = self.offset(va);
+        let in_page = va & 0xfff;
+        at >= in_page && self.size >= 4096 && at - in_page <= self.size - 4096
     }
 
     /// Where the byte this mapping translated (at virtual `va`) lies in
