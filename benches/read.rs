@@ -551,6 +551,7 @@ fn main() {
     i386(&cfg);
     other_architectures(&cfg);
     linux(&cfg);
+    spaces(&cfg);
     if cfg.smoke {
         println!("\nsmoke run done in {:.1?}", t.elapsed());
     }
@@ -1201,4 +1202,151 @@ fn decompress(flag: u32, input: &[u8], out: &mut [u8]) -> usize {
             .len(),
         _ => 0,
     }
+}
+
+/// Spaces over the amd64 host dump of the guest fixture (its ELF full
+/// dump): random 8-byte reads of the same host pages through the host
+/// handle (its direct map), through one layer (the VMM process), through
+/// guest VA → EPT → host (two layers) and through guest VA → memory slots
+/// → VMM process → host (three), each pass over one list of guest pages in
+/// random order; then the guest's page walk. The goal: three layers within
+/// 3x of one.
+fn spaces(cfg: &Cfg) {
+    use fixture::guest::{GuestKind, Lab};
+    use kvm::{AddressSpace, Base, Paging, Range, Space};
+    let lab = Lab::builder().ept(4).guest(GuestKind::X86_64).build();
+    let d = lab.host.full_dump(false);
+    let (kernel, core) = (cfg.dir.join("guest-kernel"), cfg.dir.join("guest-core"));
+    std::fs::write(&kernel, lab.host.kernel()).unwrap();
+    write_dump(&core, &d.bytes);
+    let kvm = Kvm::open(&kernel, &core).unwrap();
+    let vmm = Space::new(&kvm, Base::Phys, Paging::X86_64 { cr3: lab.vmm_cr3 }).unwrap();
+    let ranges = |r: &[fixture::guest::Range]| {
+        r.iter()
+            .map(|r| Range {
+                addr: r.addr,
+                len: r.len,
+                target: r.target,
+            })
+            .collect()
+    };
+    let slots = Space::new(&vmm, Base::Virt, Paging::Linear(ranges(&lab.slots))).unwrap();
+    let eptp = lab.ept4.as_ref().unwrap().root;
+    let ept = Space::new(&kvm, Base::Phys, Paging::Ept { eptp }).unwrap();
+    let cr3 = lab.guest("x86-64").root_reg;
+    let guest3 = Space::new(&slots, Base::Virt, Paging::X86_64 { cr3 }).unwrap();
+    let guest2 = Space::new(&ept, Base::Virt, Paging::X86_64 { cr3 }).unwrap();
+    // The guest pages readable both ways, 8 addresses a page, and where
+    // each lies for the VMM and for the host.
+    let mut b8 = [0u8; 8];
+    let mut pages = Vec::new();
+    guest3
+        .walk_pages(&mut |p| {
+            for va in (p.kmap_vaddr..p.kmap_vaddr + p.len).step_by(4096).take(512) {
+                if guest3.read(va, &mut b8).is_ok() && guest2.read(va, &mut b8).is_ok() {
+                    pages.push(va);
+                }
+            }
+            true
+        })
+        .unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut gva: Vec<u64> = pages
+        .iter()
+        .flat_map(|&p| (0..8).map(move |i| p + i * 512))
+        .collect();
+    for i in (1..gva.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        gva.swap(i, j);
+    }
+    let vmm_va: Vec<u64> = gva
+        .iter()
+        .map(|&va| slots.vtop(guest3.vtop(va).unwrap()).unwrap())
+        .collect();
+    let host_va: Vec<u64> = vmm_va
+        .iter()
+        .map(|&va| DMAP_MIN + vmm.vtop(va).unwrap())
+        .collect();
+    let budget = cfg.budget;
+    let allocs = ALLOCS.load(Relaxed);
+    let r_host = rate(budget, &host_va, |a| {
+        black_box(kvm.read(a, black_box(&mut b8)).unwrap());
+    });
+    let r1 = rate(budget, &vmm_va, |a| {
+        black_box(vmm.read(a, black_box(&mut b8)).unwrap());
+    });
+    let r2 = rate(budget, &gva, |a| {
+        black_box(guest2.read(a, black_box(&mut b8)).unwrap());
+    });
+    let r3 = rate(budget, &gva, |a| {
+        black_box(guest3.read(a, black_box(&mut b8)).unwrap());
+    });
+    let allocated = ALLOCS.load(Relaxed) - allocs;
+    // Misses: a fresh stack per pass, every page read once.
+    let mut fresh = |n: usize| {
+        let t = Instant::now();
+        for _ in 0..n {
+            let vmm = Space::new(&kvm, Base::Phys, Paging::X86_64 { cr3: lab.vmm_cr3 }).unwrap();
+            let slots = Space::new(&vmm, Base::Virt, Paging::Linear(ranges(&lab.slots))).unwrap();
+            let g = Space::new(&slots, Base::Virt, Paging::X86_64 { cr3 }).unwrap();
+            for &p in &pages {
+                black_box(g.read(p, black_box(&mut b8)).unwrap());
+            }
+        }
+        t.elapsed().as_secs_f64() / (n * pages.len()) as f64
+    };
+    let miss3 = fresh(if cfg.smoke { 2 } else { 20 });
+    let (walked, secs) = {
+        let t = Instant::now();
+        let mut n = 0u64;
+        guest3
+            .walk_pages(&mut |p| {
+                black_box(p);
+                n += 1;
+                true
+            })
+            .unwrap();
+        (n, t.elapsed().as_secs_f64())
+    };
+    println!(
+        "\nspaces over the amd64 host full dump ({} guest pages, {} addresses)",
+        pages.len(),
+        gva.len()
+    );
+    println!("  random 8-byte reads of the same pages:");
+    println!(
+        "    host handle (direct map):            {:>6.2} M/s",
+        r_host / 1e6
+    );
+    println!(
+        "    1 layer (VMM process):               {:>6.2} M/s",
+        r1 / 1e6
+    );
+    println!(
+        "    2 layers (guest VA -> EPT -> host):  {:>6.2} M/s ({:.2}x the 1-layer time)",
+        r2 / 1e6,
+        r1 / r2
+    );
+    println!(
+        "    3 layers (guest -> slots -> VMM):    {:>6.2} M/s ({:.2}x the 1-layer time; goal: \
+         within 3x)",
+        r3 / 1e6,
+        r1 / r3
+    );
+    println!(
+        "  first read of each page, fresh 3-layer stack: {:.2} us/page",
+        miss3 * 1e6
+    );
+    println!(
+        "  kvm_walk_pages of the guest: {walked} pages in {:.2?}",
+        Duration::from_secs_f64(secs)
+    );
+    println!("  heap allocations during the read passes: {allocated}");
+    assert_eq!(allocated, 0, "the read path allocates");
 }
