@@ -276,6 +276,9 @@ impl<M: PhysMem> PhysMem for HighTables<'_, M> {
     fn file_offset(&self, image: &Image, pa: u64) -> Option<u64> {
         self.mem.file_offset(image, pa)
     }
+    fn in_file(&self) -> bool {
+        self.mem.in_file()
+    }
     fn location_offset(&self, image: &Image, loc: u64) -> Option<u64> {
         self.mem.location_offset(image, loc)
     }

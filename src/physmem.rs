@@ -43,6 +43,13 @@ pub trait PhysMem: Send + Sync {
         Fault::NotInDump { pa }
     }
 
+    /// True when locations are core-file offsets of bytes stored as they
+    /// were (every container but kdump's): then the core file can be read
+    /// directly, as the defaults below do.
+    fn in_file(&self) -> bool {
+        true
+    }
+
     /// Reads `buf.len()` bytes at location `off`, within the span `locate`
     /// gave; fewer only when the core file ends early.
     #[inline(always)]

@@ -147,6 +147,10 @@ pub trait Translator: Send + Sync {
     /// The end of the container's locations.
     fn end(&self, core: &Image) -> u64;
 
+    /// True when locations are core-file offsets of bytes stored as they
+    /// were (see [`crate::physmem::PhysMem::in_file`]).
+    fn in_file(&self) -> bool;
+
     /// The file offset of a location (for `kvm_walk_pages`).
     fn location_offset(&self, core: &Image, loc: u64) -> Option<u64>;
 

@@ -92,6 +92,10 @@ impl<A: Mmu> Translator for Paged<A> {
         self.mmu.mem().end(image)
     }
 
+    fn in_file(&self) -> bool {
+        self.mmu.mem().in_file()
+    }
+
     fn location_offset(&self, image: &Image, loc: u64) -> Option<u64> {
         self.mmu.mem().location_offset(image, loc)
     }

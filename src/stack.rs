@@ -264,6 +264,7 @@ impl Space {
         let depth = layer.depth + 1;
         let under = Under {
             core: layer.core.clone(),
+            in_file: layer.bottom.in_file(),
             bottom: layer.bottom.clone(),
             name: match on {
                 Base::Phys => layer.phys.clone(),
@@ -413,6 +414,9 @@ pub struct Under {
     virt: bool,
     /// The dump's translator.
     bottom: Arc<dyn Translator>,
+    /// The dump's locations are offsets of bytes in the core file: read it
+    /// directly, without a call through `bottom`.
+    in_file: bool,
     /// The base space's name, for messages.
     name: Arc<str>,
 }
@@ -451,17 +455,32 @@ impl PhysMem for Under {
         }
     }
 
+    fn in_file(&self) -> bool {
+        self.in_file
+    }
+
     #[inline(always)]
     fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
-        self.bottom.read_at(image, off, buf)
+        if self.in_file {
+            image.read_at(off, buf)
+        } else {
+            self.bottom.read_at(image, off, buf)
+        }
     }
 
     fn view<'a>(&'a self, image: &'a Image, off: u64, buf: &'a mut [u8]) -> Option<&'a [u8]> {
-        self.bottom.view(image, off, buf)
+        if self.in_file {
+            image.view(off, buf)
+        } else {
+            self.bottom.view(image, off, buf)
+        }
     }
 
     #[inline]
     fn array<const N: usize>(&self, image: &Image, off: u64) -> Option<[u8; N]> {
+        if self.in_file {
+            return image.array(off);
+        }
         let mut a = [0u8; N];
         (self.bottom.read_at(image, off, &mut a).ok()? == N).then_some(a)
     }

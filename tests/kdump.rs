@@ -464,3 +464,91 @@ fn vtop_and_physical_reads() {
         format!("invalid physical address ({MMIO:#x}): not in the dump")
     );
 }
+
+/// Spaces stacked on a kdump file, whose locations are physical
+/// addresses read through the page cache, not file offsets: the kernel's
+/// own tables opened as an x86-64 space over the dump's physical memory
+/// read what the model holds (filtered pages fail as such, naming the
+/// space), a linear window over kernel virtual memory reads the same
+/// bytes again, and walks report each leaf's compressed data offset.
+#[test]
+fn spaces_over_a_kdump_file() {
+    use kvm::{AddressSpace, Base, Paging, Range, Space};
+    let m = LinuxX86::kaslr();
+    let keep = kept(&m);
+    let s = Scratch::new("kdump-spaces");
+    let kvm = open(&s.file("dump", &kdump(&m, Codec::Zlib).write().bytes)).unwrap();
+    let kernel = Space::new(&kvm, Base::Phys, Paging::X86_64 { cr3: m.pt.root }).unwrap();
+    let text = m.runtime(LINK_TEXT);
+    let window = Space::new(
+        &kernel,
+        Base::Virt,
+        Paging::Linear(vec![Range {
+            addr: 0x1000,
+            len: KERNEL_SIZE,
+            target: text,
+        }]),
+    )
+    .unwrap();
+    let check = |va: u64, len: u64| {
+        let want = fixture::expect_read(
+            &m.ram,
+            PAGE,
+            va,
+            len,
+            |a| m.maps.pa(a),
+            |pa| keep.contains(&(pa / PAGE)),
+        );
+        let mut buf = vec![0u8; len as usize];
+        match (want, kernel.read(va, &mut buf)) {
+            (Ok(want), Ok(n)) => assert!(n as u64 == len && buf == want, "{va:#x}+{len:#x}"),
+            (Err(Miss::NotDumped(at)), Err(e)) => {
+                let text = e.to_string();
+                let pa = m.maps.pa(at).unwrap();
+                assert!(
+                    text.starts_with(&format!(
+                        "invalid address ({at:#x}): in x86-64 space (layer 1)"
+                    )) && text.contains(&format!("{pa:#x}")),
+                    "{text}"
+                );
+            }
+            (Err(Miss::Unmapped(at)), Err(Error::Translate { va: e, .. })) => assert_eq!(e, at),
+            (want, got) => panic!("{va:#x}+{len:#x}: model {want:?}, library {got:?}"),
+        }
+        // The window maps the kernel image at 0x1000.
+        if (text..text + KERNEL_SIZE - len).contains(&va) {
+            let mut again = vec![0u8; len as usize];
+            let w = window.read(va - text + 0x1000, &mut again);
+            assert_eq!(w.is_ok(), kernel.read(va, &mut buf).is_ok(), "{va:#x}");
+            if w.is_ok() {
+                assert!(again == buf, "window at {va:#x}");
+            }
+        }
+    };
+    let regions = [
+        (text, KERNEL_SIZE),
+        (m.vmalloc_page(0) - PAGE, 18 * PAGE),
+        (m.page_offset, 0x0400_0000),
+    ];
+    fixture::random_reads(&regions, 3000, check);
+    // The walk: every leaf of the model, its data where the dump keeps it.
+    let leaves = m.leaves();
+    let mut got = Vec::new();
+    kernel
+        .walk_pages(&mut |p| {
+            got.push(*p);
+            true
+        })
+        .unwrap();
+    assert_eq!(got.len(), leaves.len());
+    let mut offsets = BTreeSet::new();
+    for (g, l) in got.iter().zip(&leaves) {
+        assert_eq!((g.kmap_vaddr, g.paddr, g.len), (l.va, l.pa, l.size));
+        assert_eq!(g.offset.is_some(), keep.contains(&(l.pa / PAGE)), "{g:x?}");
+        offsets.extend(g.offset);
+    }
+    assert!(
+        offsets.len() > 10,
+        "walks report the compressed data's offsets"
+    );
+}

@@ -1033,6 +1033,10 @@ impl PhysMem for Kdump {
     }
 
     /// Locations are physical addresses, up to the end of the bitmap.
+    fn in_file(&self) -> bool {
+        false
+    }
+
     /// Locations are physical addresses.
     fn location_offset(&self, image: &Image, loc: u64) -> Option<u64> {
         self.file_offset(image, loc)
