@@ -1048,3 +1048,109 @@ fn a_dump_handle_is_an_address_space() {
         .unwrap();
     assert_eq!(&x[..], &want[..]);
 }
+
+/// Hostile descriptions: random roots (table pages of other formats, data
+/// pages, addresses outside RAM) with random control registers, TCRs,
+/// EPTPs and ranges, over every base. Each opens or is refused; what
+/// opens reads, translates and walks (a bounded number of pages) without
+/// a panic or a hang. `KVM_SPACE_ROUNDS` runs more rounds.
+#[test]
+fn random_descriptions_never_panic() {
+    let s = shared();
+    let (_, _, path) = &s.dumps[0];
+    let h = open(s, path);
+    let rounds: u64 = std::env::var("KVM_SPACE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let mut rng = fixture::Rng(0x5eed_1234_abcd_0001);
+    // Roots worth trying: every table root the lab has, nearby pages,
+    // and random addresses.
+    let mut roots: Vec<u64> = s.lab.guests.iter().map(|g| g.root_reg).collect();
+    roots.extend([
+        s.lab.vmm_cr3,
+        s.lab.ept4.unwrap().root,
+        s.lab.ept5.unwrap().root,
+    ]);
+    let (mut opened, mut read) = (0, 0);
+    for _ in 0..rounds {
+        let pick = |rng: &mut fixture::Rng| -> u64 {
+            match rng.below(4) {
+                0 => roots[rng.below(roots.len() as u64) as usize],
+                1 => roots[rng.below(roots.len() as u64) as usize] ^ (rng.below(64) << 12),
+                2 => rng.below(64 * MIB) & !0xfff,
+                _ => rng.next(),
+            }
+        };
+        let root = pick(&mut rng);
+        let reg = rng.next();
+        let paging = match rng.below(11) {
+            0 => Paging::X86_64 { cr3: root },
+            1 => Paging::X86_64La57 { cr3: root },
+            2 => Paging::I386 { cr3: root },
+            3 => Paging::I386Pae { cr3: root },
+            4 => Paging::X86Auto {
+                cr3: root,
+                cr0: reg & 0x8000_0001,
+                cr4: rng.next() & 0x1030,
+                efer: rng.next() & 0x400,
+            },
+            5 => Paging::Ept {
+                eptp: (root & !0x3f) | (rng.below(8) << 3) | rng.below(8),
+            },
+            6 => Paging::Aarch64 {
+                ttbr: root,
+                tcr: reg,
+            },
+            7 => Paging::RiscvSv39 { satp_root: root },
+            8 => Paging::RiscvSv48 { satp_root: root },
+            9 => Paging::RiscvSv57 { satp_root: root },
+            _ => Paging::Linear(
+                (0..1 + rng.below(4))
+                    .map(|_| kvm::Range {
+                        addr: pick(&mut rng),
+                        len: 1 + rng.below(16 * MIB),
+                        target: pick(&mut rng),
+                    })
+                    .collect(),
+            ),
+        };
+        let base: &dyn AddressSpace = match rng.below(4) {
+            0 => &h.kvm,
+            1 => &h.vmm,
+            2 => &h.slots,
+            _ => &h.ept4,
+        };
+        let on = if rng.below(2) == 0 {
+            Base::Phys
+        } else {
+            Base::Virt
+        };
+        let Ok(sp) = Space::new(base, on, paging) else {
+            continue;
+        };
+        opened += 1;
+        let mut buf = [0u8; 64];
+        for _ in 0..32 {
+            let va = match rng.below(3) {
+                0 => rng.next(),
+                1 => rng.below(1 << 32),
+                _ => rng.next() | 0xffff_8000_0000_0000,
+            };
+            let n = rng.below(65) as usize;
+            read += usize::from(sp.read(va, &mut buf[..n]).is_ok());
+            let _ = sp.vtop(va);
+            let _ = sp.read_phys(va, &mut buf[..n]);
+        }
+        let mut pages = 0;
+        let _ = sp.walk_pages(&mut |_| {
+            pages += 1;
+            pages < 2000
+        });
+    }
+    assert!(
+        opened > rounds / 4,
+        "{opened} of {rounds} descriptions opened"
+    );
+    assert!(read > 0, "no random read succeeded");
+}
