@@ -2,13 +2,17 @@
 //! one address space.
 //!
 //! A dump never changes, so a virtual page always translates to the same
-//! physical page: an entry is either right or absent, and the only hazard
-//! is pairing one page's tag with another's value while writers replace a
-//! slot. Each slot is a tag and a value under a sequence lock: a writer
-//! claims the slot by swapping its tag for `BUSY` (a writer that loses the
-//! race gives up), writes the value, then publishes the new tag; a reader
-//! takes the value only if the tag it saw before and after is its page's.
-//! A hit costs two loads and a fence, with no lock and no allocation.
+//! place: an entry is either right or absent, and the only hazard is
+//! pairing one page's tag with another's location while writers replace a
+//! slot. Each slot is a sequence lock over a tag and a location: a writer
+//! claims the slot by moving its sequence from even to odd (a writer that
+//! loses the race gives up), writes both, then makes the sequence even
+//! again; a reader takes the location only if the sequence was the same
+//! even number before and after it read the tag and location, so it never
+//! pairs words from two writes, however many writes run between its loads
+//! (a tag checked twice would not do: a slot can go from page A to B and
+//! back to A while a reader sleeps). A hit costs three loads and a fence,
+//! with no lock and no allocation.
 //!
 //! What is cached is where a 4 KiB virtual page lies in the container (the
 //! span a translation gives, a file offset or, for kdump, a physical
@@ -18,17 +22,15 @@
 use crate::physmem::Span;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-/// The tag of a slot a writer is filling (no page number plus one is it).
-const BUSY: u64 = u64::MAX;
-
-/// Slots: 1024 x 16 bytes, a 4 MiB reach of 4 KiB pages (a debugger's
+/// Slots: 1024 x 24 bytes, a 4 MiB reach of 4 KiB pages (a debugger's
 /// working set: the structures it follows, the stacks it reads).
 const SLOTS: usize = 1024;
 
 #[derive(Default)]
 struct Slot {
-    /// The virtual page number plus one; 0 when the slot is empty, `BUSY`
-    /// while a writer fills it.
+    /// Even when the slot is stable, odd while a writer fills it.
+    seq: AtomicU64,
+    /// The virtual page number plus one; 0 when the slot is empty.
     tag: AtomicU64,
     /// Where the page's first byte lies in the container.
     loc: AtomicU64,
@@ -59,13 +61,11 @@ impl Tlb {
     pub fn get(&self, va: u64) -> Option<Span> {
         let vpn = va >> 12;
         let s = self.slot(vpn);
-        let tag = s.tag.load(Ordering::Acquire);
-        if tag != vpn.wrapping_add(1) {
-            return None;
-        }
+        let seq = s.seq.load(Ordering::Acquire);
+        let tag = s.tag.load(Ordering::Relaxed);
         let loc = s.loc.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
-        if s.tag.load(Ordering::Relaxed) != tag {
+        if tag != vpn.wrapping_add(1) || seq & 1 != 0 || s.seq.load(Ordering::Relaxed) != seq {
             return None;
         }
         let in_page = va & 0xfff;
@@ -87,18 +87,24 @@ impl Tlb {
         }
         let vpn = va >> 12;
         let s = self.slot(vpn);
-        let seen = s.tag.load(Ordering::Relaxed);
-        if seen == BUSY
-            || s.tag
-                .compare_exchange(seen, BUSY, Ordering::Acquire, Ordering::Relaxed)
+        let seq = s.seq.load(Ordering::Relaxed);
+        if seq & 1 != 0
+            || s.seq
+                .compare_exchange(
+                    seq,
+                    seq.wrapping_add(1),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_err()
         {
             return; // another writer holds the slot
         }
         fence(Ordering::Release);
+        s.tag.store(vpn.wrapping_add(1), Ordering::Relaxed);
         s.loc
             .store(span.off.wrapping_sub(in_page), Ordering::Relaxed);
-        s.tag.store(vpn.wrapping_add(1), Ordering::Release);
+        s.seq.store(seq.wrapping_add(2), Ordering::Release);
     }
 }
 
