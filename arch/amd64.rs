@@ -107,6 +107,7 @@ const PDPE: Level = Level {
 pub static MMU: Format<4> = Format {
     entry_size: 8,
     big_endian: false,
+    pointer: Bits::ALWAYS,
     table: Frame::mask(PG_FRAME),
     levels: [upper("PML4E", 39), PDPE, PDE, PTE],
 };
@@ -116,6 +117,7 @@ pub static MMU: Format<4> = Format {
 pub static MMU_LA57: Format<5> = Format {
     entry_size: 8,
     big_endian: false,
+    pointer: Bits::ALWAYS,
     table: Frame::mask(PG_FRAME),
     levels: [upper("PML5E", 48), upper("PML4E", 39), PDPE, PDE, PTE],
 };

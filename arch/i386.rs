@@ -80,6 +80,7 @@ pub const PTE_PAE: Level = Level {
 pub static NOPAE: Format<2> = Format {
     entry_size: 4,
     big_endian: false,
+    pointer: Bits::ALWAYS,
     table: Frame::mask(PG_FRAME),
     levels: [
         Level {
@@ -99,6 +100,7 @@ pub static NOPAE: Format<2> = Format {
 pub static PAE: Format<3> = Format {
     entry_size: 8,
     big_endian: false,
+    pointer: Bits::ALWAYS,
     table: Frame::mask(PG_FRAME_PAE),
     levels: [
         Level {

@@ -16,7 +16,7 @@ use super::amd64::{
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{Minidump, Sizes};
-use crate::pagetable::{Format, Frame, Root, Mapping};
+use crate::pagetable::{Bits, Format, Frame, Mapping, Root};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
 use crate::walk::{DirectMap, Page};
@@ -53,6 +53,7 @@ const_assert_eq!(size_of::<MinidumpHdr>(), 72);
 static MAP_V1: Format<1> = Format {
     entry_size: 8,
     big_endian: false,
+    pointer: Bits::ALWAYS,
     table: Frame::mask(PG_FRAME),
     levels: [PTE],
 };
@@ -61,6 +62,7 @@ static MAP_V1: Format<1> = Format {
 static MAP_V2: Format<2> = Format {
     entry_size: 8,
     big_endian: false,
+    pointer: Bits::ALWAYS,
     table: Frame::mask(PG_FRAME),
     levels: [PDE, PTE],
 };

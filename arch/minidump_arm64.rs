@@ -45,6 +45,7 @@ const fn l3(shift: u32, frame: u64) -> Format<1> {
     Format {
         entry_size: 8,
         big_endian: false,
+        pointer: Bits::ALWAYS,
         table: Frame::mask(frame),
         levels: [Level {
             name: "L3",

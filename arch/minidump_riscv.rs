@@ -34,6 +34,7 @@ const PPN_TO_PA: u32 = 2;
 static MAP: Format<1> = Format {
     entry_size: 8,
     big_endian: false,
+    pointer: Bits::ALWAYS,
     table: Frame {
         mask: PTE_PPN,
         shl: PPN_TO_PA,

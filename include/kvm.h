@@ -148,7 +148,8 @@ typedef int kvm_walk_pages_cb_t(struct kvm_page *, void *);
 #define KVM_MMU_EPT 7
 
 /*
- `ks_mmu`: aarch64 stage 1; `ks_root` = TTBRn_EL1, `ks_tcr` = TCR_EL1.
+ `ks_mmu`: aarch64 stage 1; `ks_root` = TTBRn_EL1, `ks_tcr` = TCR_EL1:
+ TTBR1's half (TG1, T1SZ), or TTBR0's when TCR_EL1.EPD1 is set.
  */
 #define KVM_MMU_AARCH64 8
 
@@ -428,7 +429,8 @@ int kvm_vtop(kvm_t *kd, kvaddr_t va, kpaddr_t *pa);
  Returns NULL with a text in `errbuf` (`_POSIX2_LINE_MAX` bytes) for a
  description it refuses: an unknown version, MMU or base, flags other
  than 0, no ranges, ranges that are empty, overlap or wrap, control
- registers no CPU runs with, a root the base space does not hold.
+ registers no CPU runs with, a root the base space does not hold, a
+ base that is already the 16th layer of its stack.
  */
 kvm_t *kvm_open_space(kvm_t *base, const struct kvm_space *ks, char *errbuf);
 

@@ -138,7 +138,8 @@ pub const KVM_MMU_I386_PAE: u32 = 5;
 pub const KVM_MMU_X86_AUTO: u32 = 6;
 /// `ks_mmu`: Intel EPT; `ks_root` = EPTP (walk length from bits 5:3).
 pub const KVM_MMU_EPT: u32 = 7;
-/// `ks_mmu`: aarch64 stage 1; `ks_root` = TTBRn_EL1, `ks_tcr` = TCR_EL1.
+/// `ks_mmu`: aarch64 stage 1; `ks_root` = TTBRn_EL1, `ks_tcr` = TCR_EL1:
+/// TTBR1's half (TG1, T1SZ), or TTBR0's when TCR_EL1.EPD1 is set.
 pub const KVM_MMU_AARCH64: u32 = 8;
 /// `ks_mmu`: riscv Sv39; `ks_root` = satp.PPN << 12.
 pub const KVM_MMU_RISCV_SV39: u32 = 9;
@@ -719,7 +720,8 @@ pub unsafe extern "C" fn kvm_vtop(kd: *mut kvm_t, va: kvaddr_t, pa: *mut kpaddr_
 /// Returns NULL with a text in `errbuf` (`_POSIX2_LINE_MAX` bytes) for a
 /// description it refuses: an unknown version, MMU or base, flags other
 /// than 0, no ranges, ranges that are empty, overlap or wrap, control
-/// registers no CPU runs with, a root the base space does not hold.
+/// registers no CPU runs with, a root the base space does not hold, a
+/// base that is already the 16th layer of its stack.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_open_space(
     base: *mut kvm_t,

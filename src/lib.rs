@@ -79,7 +79,7 @@ pub use error::{Error, Fault, Result};
 pub use kernel::{ntype, Symbol};
 pub use kvm::{Kvm, OpenOptions, Resolver};
 pub use physmem::Span;
-pub use stack::{AddressSpace, Base, Paging, Range, Space, MAX_RANGES};
+pub use stack::{AddressSpace, Base, Paging, Range, Space, MAX_LAYERS, MAX_RANGES};
 pub use walk::{prot, Page};
 
 /// The C header cbindgen generated from this build (tests compare it with

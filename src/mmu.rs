@@ -77,6 +77,15 @@ const EPT_RWX: u64 = 0b111;
 const EPT_PS: u64 = 1 << 7;
 const EPT_PRESENT: Bits = Bits::eq(0, 0).and_any(EPT_RWX);
 const EPT_LARGE: Bits = Bits::eq(EPT_PS, EPT_PS);
+/// Write without read (bits 2:0 010b or 110b) is a misconfiguration in
+/// any entry (SDM 29.3.3.1; KVM's `__reset_rsvds_bits_mask_ept` marks
+/// both at every level).
+const EPT_NOT_WRITE_ONLY: Bits = Bits {
+    mask: 0b11,
+    value: 0b10,
+    negate: true,
+    any: 0,
+};
 
 const fn ept_level(name: &'static str, shift: u32, leaf: Bits) -> Level {
     Level {
@@ -97,6 +106,7 @@ const EPT_PTE: Level = ept_level("EPT PTE", 12, Bits::NEVER);
 static EPT4: Format<4> = Format {
     entry_size: 8,
     big_endian: false,
+    pointer: EPT_NOT_WRITE_ONLY,
     table: Frame::mask(amd64::PG_FRAME),
     levels: [
         ept_level("EPT PML4E", 39, Bits::NEVER),
@@ -110,6 +120,7 @@ static EPT4: Format<4> = Format {
 static EPT5: Format<5> = Format {
     entry_size: 8,
     big_endian: false,
+    pointer: EPT_NOT_WRITE_ONLY,
     table: Frame::mask(amd64::PG_FRAME),
     levels: [
         ept_level("EPT PML5E", 48, Bits::NEVER),
@@ -130,6 +141,10 @@ const RV_W: u64 = 1 << 2;
 const RV_X: u64 = 1 << 3;
 const RV_RWX: u64 = 0b1110;
 const RV_PPN: u64 = 0x003f_ffff_ffff_fc00;
+/// What an entry pointing to the next table must leave clear (12.3.1:
+/// U, A and D are reserved in them; 12.3.2 step 2: reserved bits 60:54,
+/// PBMT 62:61 and N 63 fault; QEMU checks the same).
+const RV_NOT_IN_POINTERS: u64 = (0x1ff << 54) | (1 << 63) | (0b11 << 6) | (1 << 4);
 
 const fn rv_level(shift: u32, last: bool) -> Level {
     const NAMES: [&str; 5] = ["L0 PTE", "L1 PTE", "L2 PTE", "L3 PTE", "L4 PTE"];
@@ -160,6 +175,7 @@ const fn riscv<const N: usize>() -> Format<N> {
     Format {
         entry_size: 8,
         big_endian: false,
+        pointer: Bits::eq(RV_NOT_IN_POINTERS, 0),
         table: Frame {
             mask: RV_PPN,
             shl: 2,
@@ -247,6 +263,10 @@ impl<M: PhysMem> PhysMem for HighTables<'_, M> {
     }
     fn missing(&self, pa: u64) -> Fault {
         self.mem.missing(pa)
+    }
+    #[inline(always)]
+    fn find(&self, pa: u64) -> Result<Span, Fault> {
+        self.mem.find(pa)
     }
     fn read_at(&self, image: &Image, off: u64, buf: &mut [u8]) -> Result<usize> {
         self.mem.read_at(image, off, buf)
@@ -372,6 +392,7 @@ impl Geometry {
         Format {
             entry_size: 8,
             big_endian,
+            pointer: Bits::ALWAYS,
             table: Frame::mask(self.pa_mask),
             levels: std::array::from_fn(level),
         }
@@ -456,6 +477,7 @@ const CR0_PG: u64 = 1 << 31;
 const CR4_PSE: u64 = 1 << 4;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_LA57: u64 = 1 << 12;
+const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 
 /// The paging mode a CPU runs in with these control registers, as the
@@ -477,6 +499,10 @@ pub fn x86_mode(cr3: u64, cr0: u64, cr4: u64, efer: u64) -> Result<Option<Mode>>
     if lma && !pae {
         return bad("EFER.LMA is set without CR4.PAE");
     }
+    // With paging on, LMA is LME (SDM 9.8.5; KVM's kvm_is_valid_sregs).
+    if pg && lma != (efer & EFER_LME != 0) {
+        return bad("EFER.LMA differs from EFER.LME with paging on");
+    }
     Ok(match (pg, lma, pae) {
         (false, _, _) => None,
         (true, true, _) if cr4 & CR4_LA57 != 0 => Some(Mode::X86_64La57 { cr3 }),
@@ -497,33 +523,32 @@ enum Addresses {
     Canonical(u32),
     /// Below `1 << bits` (i386, EPT).
     Below(u32),
-    /// aarch64: bit 55 picks the half; each half's tables translate its
-    /// `va_bits`, the rest all ones (upper) or zeros (lower), once the
-    /// top byte is cleared or set as TBI0/TBI1 say.
+    /// One half of an aarch64 address space: bit 55 says which half an
+    /// address is in, and the rest of the bits above the tables' are all
+    /// ones (the upper half) or zeros (the lower), once the top byte is
+    /// set or cleared when TBI says it is ignored.
     Aarch64 {
-        /// TCR_EL1.TBI0, TBI1.
-        tbi: [bool; 2],
+        /// TTBR1's half (else TTBR0's).
+        upper: bool,
+        /// TCR_EL1.TBIn of that half.
+        tbi: bool,
     },
 }
 
-/// One translation regime's tables (aarch64 has two: TTBR0's and TTBR1's).
-#[derive(Debug, Clone, Copy)]
-struct Half {
-    walker: Walker,
-    va_bits: u32,
-    high: HighPa,
-}
-
-/// How leaf entries give `VM_PROT_*`.
+/// How a format's leaves read: their protection, and what a CPU refuses
+/// or computes beyond the walker's masks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Prot {
-    /// x86: RW and NX (`nx`: the NX bit exists; not without PAE).
-    X86 { nx: bool },
-    /// EPT: R, W, X in bits 0-2.
+enum Flavor {
+    /// x86: RW and NX (`nx`: the NX bit exists; not in 32-bit paging);
+    /// `pse36`: a 4 MiB page takes physical bits 39:32 from its PDE's
+    /// bits 20:13 (32-bit paging with PSE).
+    X86 { nx: bool, pse36: bool },
+    /// EPT: R, W, X in bits 0-2; write without read is a misconfiguration.
     Ept,
-    /// aarch64.
-    Aarch64,
-    /// riscv: W and X (R implied by a readable leaf).
+    /// aarch64 (`upper`: the TTBR1 half, whose execute bit is PXN).
+    Aarch64 { upper: bool },
+    /// riscv: W and X (R implied by a readable leaf); write without read,
+    /// reserved bits and misaligned superpages fault; Svnapot.
     Riscv,
 }
 
@@ -531,13 +556,25 @@ enum Prot {
 pub struct Tables<M> {
     mem: M,
     root: u64,
-    /// The lower half, and the upper (aarch64 only).
-    halves: [Option<Half>; 2],
-    /// The half `kvm_walk_pages` reports.
-    walked: usize,
+    walker: Walker,
+    /// Address bits the tables translate.
+    va_bits: u32,
+    /// aarch64's 52-bit entries.
+    high: HighPa,
     addresses: Addresses,
-    prot: Prot,
+    flavor: Flavor,
     /// The format's name, for messages.
+    name: &'static str,
+}
+
+/// A format before its memory is known.
+struct Format0 {
+    root: u64,
+    walker: Walker,
+    va_bits: u32,
+    high: HighPa,
+    addresses: Addresses,
+    flavor: Flavor,
     name: &'static str,
 }
 
@@ -545,51 +582,44 @@ impl<M: PhysMem> Tables<M> {
     /// The tables of `mode` over `mem`; the root must lie in `mem`.
     pub fn new(mem: M, mode: Mode) -> Result<Self> {
         use Mode::*;
-        let one = |walker, va_bits| {
-            [
-                Some(Half {
-                    walker,
-                    va_bits,
-                    high: HighPa::NONE,
-                }),
-                None,
-            ]
-        };
-        let x86 = |walker, va_bits, name| Tables {
-            mem: (),
-            root: 0,
-            halves: one(walker, va_bits),
-            walked: 0,
+        let x86 = |root, walker, va_bits, name| Format0 {
+            root,
+            walker,
+            va_bits,
+            high: HighPa::NONE,
             addresses: Addresses::Canonical(va_bits),
-            prot: Prot::X86 { nx: true },
+            flavor: Flavor::X86 {
+                nx: true,
+                pse36: false,
+            },
             name,
         };
-        let t = match mode {
+        let f = match mode {
             // CR3 bits 11:0 are PCID or PWT/PCD (SDM 4.5); the PAE CR3
             // holds the 32-byte-aligned PDPT in bits 31:5 (4.4.1).
-            X86_64 { cr3 } => Tables {
-                root: cr3 & amd64::PG_FRAME,
-                ..x86(Walker::L4(amd64::MMU), 48, "x86-64")
-            },
-            X86_64La57 { cr3 } => Tables {
-                root: cr3 & amd64::PG_FRAME,
-                ..x86(Walker::L5(amd64::MMU_LA57), 57, "x86-64 LA57")
-            },
-            I386Pae { cr3 } => Tables {
-                root: cr3 & 0xffff_ffe0,
+            X86_64 { cr3 } => x86(cr3 & amd64::PG_FRAME, Walker::L4(amd64::MMU), 48, "x86-64"),
+            X86_64La57 { cr3 } => x86(
+                cr3 & amd64::PG_FRAME,
+                Walker::L5(amd64::MMU_LA57),
+                57,
+                "x86-64 LA57",
+            ),
+            I386Pae { cr3 } => Format0 {
                 addresses: Addresses::Below(32),
-                ..x86(Walker::L3(i386::PAE), 32, "i386 PAE")
+                ..x86(cr3 & 0xffff_ffe0, Walker::L3(i386::PAE), 32, "i386 PAE")
             },
             I386 { cr3, pse } => {
                 let mut f = i386::NOPAE;
                 if !pse {
                     f.levels[0].leaf = Bits::NEVER;
                 }
-                Tables {
-                    root: cr3 & 0xffff_f000,
+                Format0 {
                     addresses: Addresses::Below(32),
-                    prot: Prot::X86 { nx: false },
-                    ..x86(Walker::L2(f), 32, "i386")
+                    flavor: Flavor::X86 {
+                        nx: false,
+                        pse36: pse,
+                    },
+                    ..x86(cr3 & 0xffff_f000, Walker::L2(f), 32, "i386")
                 }
             }
             Ept { eptp } => {
@@ -604,11 +634,10 @@ impl<M: PhysMem> Tables<M> {
                         )))
                     }
                 };
-                Tables {
-                    root: eptp & amd64::PG_FRAME,
+                Format0 {
                     addresses: Addresses::Below(bits),
-                    prot: Prot::Ept,
-                    ..x86(walker, bits, "EPT")
+                    flavor: Flavor::Ept,
+                    ..x86(eptp & amd64::PG_FRAME, walker, bits, "EPT")
                 }
             }
             Riscv { root, levels } => {
@@ -617,35 +646,32 @@ impl<M: PhysMem> Tables<M> {
                     4 => (Walker::L4(riscv::<4>()), "riscv Sv48"),
                     _ => (Walker::L5(riscv::<5>()), "riscv Sv57"),
                 };
-                let bits = 12 + 9 * levels;
                 if root & 0xfff != 0 {
                     return Err(Error::InvalidSpace(format!(
                         "{name} root {root:#x} is not page-aligned (it is satp.PPN << 12)"
                     )));
                 }
-                Tables {
-                    root,
-                    prot: Prot::Riscv,
-                    ..x86(walker, bits, name)
+                Format0 {
+                    flavor: Flavor::Riscv,
+                    ..x86(root, walker, 12 + 9 * levels, name)
                 }
             }
             Aarch64 { ttbr, tcr } => aarch64(ttbr, tcr)?,
         };
         let t = Tables {
             mem,
-            root: t.root,
-            halves: t.halves,
-            walked: t.walked,
-            addresses: t.addresses,
-            prot: t.prot,
-            name: t.name,
+            root: f.root,
+            walker: f.walker,
+            va_bits: f.va_bits,
+            high: f.high,
+            addresses: f.addresses,
+            flavor: f.flavor,
+            name: f.name,
         };
-        if t.mem.locate(t.root).is_none() {
+        if let Err(why) = t.mem.find(t.root) {
             return Err(Error::InvalidSpace(format!(
-                "the {} root table at {:#x}: {}",
-                t.name,
-                t.root,
-                t.mem.missing(t.root)
+                "the {} root table at {:#x}: {why}",
+                t.name, t.root
             )));
         }
         Ok(t)
@@ -661,111 +687,178 @@ impl<M: PhysMem> Tables<M> {
         &self.mem
     }
 
-    /// The half that translates `va`, and `va` as its tables see it.
+    /// `va` as the tables see it, or why they cannot.
     #[inline(always)]
-    fn half(&self, va: u64) -> Result<(&Half, u64), Fault> {
+    fn check(&self, va: u64) -> Result<u64, Fault> {
         match self.addresses {
-            Addresses::Canonical(bits) if sign_extend(va, bits) == va => {}
-            Addresses::Below(bits) if va >> bits == 0 => {}
-            Addresses::Aarch64 { tbi } => {
-                let upper = va >> 55 & 1 == 1;
-                let va = if tbi[usize::from(upper)] {
-                    (va & (u64::MAX >> 8)) | if upper { 0xff << 56 } else { 0 }
+            Addresses::Canonical(bits) if sign_extend(va, bits) == va => Ok(va),
+            Addresses::Below(bits) if va >> bits == 0 => Ok(va),
+            Addresses::Aarch64 { upper, tbi } => {
+                let va = match (tbi, va >> 55 & 1 == 1) {
+                    (false, _) => va,
+                    (true, true) => va | 0xff << 56,
+                    (true, false) => va & (u64::MAX >> 8),
+                };
+                let rest = va >> self.va_bits;
+                if rest == if upper { u64::MAX >> self.va_bits } else { 0 } {
+                    Ok(va)
                 } else {
-                    va
-                };
-                let Some(h) = &self.halves[usize::from(upper)] else {
-                    return Err(disabled_half(upper));
-                };
-                let rest = if upper {
-                    va >> h.va_bits == u64::MAX >> h.va_bits
-                } else {
-                    va >> h.va_bits == 0
-                };
-                if !rest {
-                    return Err(outside_half(upper, h.va_bits));
+                    Err(outside_half(upper, self.va_bits, va >> 55 & 1 == 1))
                 }
-                return Ok((h, va));
             }
-            a => return Err(outside(self.name, a)),
-        }
-        match &self.halves[0] {
-            Some(h) => Ok((h, va)),
-            None => Err(disabled_half(false)),
+            a => Err(outside(self.name, a)),
         }
     }
 
     /// Translates `va`.
     #[inline]
     pub fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
-        let (h, va) = self.half(va)?;
-        if h.high.from == 0 {
-            return h.walker.translate(image, &self.mem, self.root, va);
-        }
-        let tables = HighTables {
-            mem: &self.mem,
-            high: h.high,
-            big_endian: false,
+        let at = self.check(va)?;
+        let m = if self.high.from == 0 {
+            self.walker.translate(image, &self.mem, self.root, at)?
+        } else {
+            let tables = HighTables {
+                mem: &self.mem,
+                high: self.high,
+                big_endian: false,
+            };
+            self.walker.translate(image, &tables, self.root, at)?
         };
-        h.walker.translate(image, &tables, self.root, va)
+        if self.flavor_needs_leaf_check() {
+            self.leaf(at, m)
+        } else {
+            Ok(m)
+        }
+    }
+
+    /// True when leaves need more than the walker's masks.
+    #[inline(always)]
+    fn flavor_needs_leaf_check(&self) -> bool {
+        !matches!(
+            self.flavor,
+            Flavor::Aarch64 { .. } | Flavor::X86 { pse36: false, .. }
+        )
+    }
+
+    /// A leaf as the CPU takes it, from the walker's mapping of `va`:
+    /// the checks and frame bits the masks cannot express.
+    fn leaf(&self, va: u64, m: Mapping) -> Result<Mapping, Fault> {
+        let e = m.entry;
+        match self.flavor {
+            // SDM 4.3, table 4-6: a 4 MiB PDE's bits 20:13 are physical
+            // bits 39:32 (PSE-36; QEMU's mmu_translate does the same).
+            Flavor::X86 { pse36: true, .. } if m.size == 1 << 22 => Ok(Mapping {
+                pa: m.pa | ((e >> 13) & 0xff) << 32,
+                ..m
+            }),
+            // Intel SDM 29.3.3.1: write without read is a misconfiguration.
+            Flavor::Ept if e & 0b11 == 0b10 => Err(Fault::BadPageTable(format!(
+                "EPT entry {e:#x} allows writes but not reads (an EPT misconfiguration)"
+            ))),
+            Flavor::Riscv => riscv_leaf(va, m),
+            _ => Ok(m),
+        }
     }
 
     /// Every leaf of the tables, as `kvm_walk_pages` reports it.
     pub fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
-        let Some(h) = self.halves[self.walked] else {
-            return Ok(true);
-        };
-        let upper = self.walked == 1;
         let mut visit = |va: u64, m: &Mapping| {
             let va = match self.addresses {
                 Addresses::Canonical(bits) => sign_extend(va, bits),
                 Addresses::Below(_) => va,
-                Addresses::Aarch64 { .. } if upper => va | (u64::MAX << h.va_bits),
-                Addresses::Aarch64 { .. } => va,
+                Addresses::Aarch64 { upper: true, .. } => va | (u64::MAX << self.va_bits),
+                Addresses::Aarch64 { upper: false, .. } => va,
             };
-            let e = m.entry;
-            let prot = match self.prot {
-                Prot::X86 { nx } => {
-                    let p = amd64::entry_prot(e);
-                    if nx {
-                        p
-                    } else {
-                        p | prot::EXECUTE
-                    }
+            // A leaf the CPU would refuse is no page; a riscv NAPOT
+            // entry maps its own 4 KiB of the 64 KiB run.
+            let m = if self.flavor_needs_leaf_check() {
+                match self.leaf(va, *m) {
+                    Ok(leaf) => Mapping {
+                        pa: leaf.pa & !(m.size.min(leaf.size) - 1),
+                        size: m.size.min(leaf.size),
+                        ..leaf
+                    },
+                    Err(_) => return true,
                 }
-                Prot::Ept => {
-                    (if e & 1 != 0 { prot::READ } else { 0 })
-                        | (if e & 2 != 0 { prot::WRITE } else { 0 })
-                        | (if e & 4 != 0 { prot::EXECUTE } else { 0 })
-                }
-                Prot::Aarch64 => aarch64_prot(e, upper),
-                Prot::Riscv => {
-                    prot::READ
-                        | (if e & RV_W != 0 { prot::WRITE } else { 0 })
-                        | (if e & RV_X != 0 { prot::EXECUTE } else { 0 })
-                }
+            } else {
+                *m
             };
             f(&Page {
                 paddr: m.pa,
                 kmap_vaddr: va,
                 dmap_vaddr: 0,
-                prot,
+                prot: self.prot(m.entry),
                 offset: self.mem.file_offset(image, m.pa),
                 len: m.size,
             })
         };
-        let walked = if h.high.from == 0 {
-            h.walker.walk(image, &self.mem, self.root, &mut visit)
+        let walked = if self.high.from == 0 {
+            self.walker.walk(image, &self.mem, self.root, &mut visit)
         } else {
             let tables = HighTables {
                 mem: &self.mem,
-                high: h.high,
+                high: self.high,
                 big_endian: false,
             };
-            h.walker.walk(image, &tables, self.root, &mut visit)
+            self.walker.walk(image, &tables, self.root, &mut visit)
         };
         walked.map_err(|fault| Error::BadCore(format!("{} page walk: {fault}", self.name)))
     }
+
+    /// `VM_PROT_*` of a leaf entry.
+    fn prot(&self, e: u64) -> u8 {
+        let bit = |b: u64, p: u8| if e & b != 0 { p } else { 0 };
+        match self.flavor {
+            Flavor::X86 { nx: true, .. } => amd64::entry_prot(e),
+            Flavor::X86 { nx: false, .. } => amd64::entry_prot(e) | prot::EXECUTE,
+            Flavor::Ept => bit(1, prot::READ) | bit(2, prot::WRITE) | bit(4, prot::EXECUTE),
+            Flavor::Aarch64 { upper } => aarch64_prot(e, upper),
+            Flavor::Riscv => prot::READ | bit(RV_W, prot::WRITE) | bit(RV_X, prot::EXECUTE),
+        }
+    }
+}
+
+// riscv leaf rules (privileged spec 12.3.2 steps 3 and 6, 12.6 Svnapot;
+// QEMU target/riscv/cpu_helper.c get_physical_address).
+const RV_R: u64 = 1 << 1;
+/// Bits 60:54 are reserved (a page fault when set).
+const RV_RESERVED: u64 = 0x7f << 54;
+/// Svnapot's N bit: with PPN[3:0] = 0b1000 on a 4 KiB leaf, one of 16
+/// entries of a naturally aligned 64 KiB mapping.
+const RV_N: u64 = 1 << 63;
+
+/// The CPU's reading of a riscv leaf the walker found for `va`.
+fn riscv_leaf(va: u64, m: Mapping) -> Result<Mapping, Fault> {
+    let e = m.entry;
+    let ppn = (e & RV_PPN) >> 10;
+    if e & (RV_R | RV_W) == RV_W {
+        return Err(rv_fault(e, "write without read is reserved"));
+    }
+    if e & RV_RESERVED != 0 {
+        return Err(rv_fault(e, "reserved bits 60:54 are set"));
+    }
+    if m.size > 4096 && ppn & ((m.size >> 12) - 1) != 0 {
+        return Err(rv_fault(e, "a misaligned superpage"));
+    }
+    if e & RV_N != 0 {
+        if m.size != 4096 || ppn & 0xf != 0b1000 {
+            return Err(rv_fault(e, "an N (Svnapot) entry that is no 64 KiB run"));
+        }
+        let first = va & !0xffff;
+        return Ok(Mapping {
+            pa: ((ppn & !0xf) << 12) | (va & 0xffff),
+            first,
+            size: 0x1_0000,
+            entry: e,
+        });
+    }
+    Ok(m)
+}
+
+#[cold]
+#[inline(never)]
+fn rv_fault(e: u64, why: &str) -> Fault {
+    Fault::BadPageTable(format!("riscv leaf {e:#x}: {why} (a page fault)"))
 }
 
 /// aarch64 stage 1 from TTBRn_EL1 and TCR_EL1 (Arm ARM D19.2.139,
@@ -774,61 +867,64 @@ impl<M: PhysMem> Tables<M> {
 /// 64K), IPS [34:32], TBI0 [37], TBI1 [38], DS [59]. TTBR: ASID [63:48],
 /// BADDR [47:1] (with 52-bit output addresses, BADDR[51:48] in [5:2]),
 /// CnP [0].
-fn aarch64(ttbr: u64, tcr: u64) -> Result<Tables<()>> {
+///
+/// One root serves one half: TTBR1's (the kernel's) unless EPD1 disables
+/// its walks, then TTBR0's. Addresses of the other half fail: a space of
+/// the other TTBR is another space.
+fn aarch64(ttbr: u64, tcr: u64) -> Result<Format0> {
     let field = |lo: u32, bits: u32| (tcr >> lo) & ((1 << bits) - 1);
-    let ds = field(59, 1) == 1;
-    let ips52 = field(32, 3) == 0b110;
     let bad = |m: String| Err(Error::InvalidSpace(format!("TCR_EL1 {tcr:#x}: {m}")));
-    let mut halves = [None, None];
-    for (i, (tsz, epd, tg)) in [
-        (field(0, 6), field(7, 1), field(14, 2)),
-        (field(16, 6), field(23, 1), field(30, 2)),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        if epd == 1 {
-            continue;
-        }
-        let page_shift = match (i, tg) {
-            (0, 0b00) | (1, 0b10) => 12,
-            (0, 0b10) | (1, 0b01) => 14,
-            (0, 0b01) | (1, 0b11) => 16,
-            _ => return bad(format!("TG{i} {tg:#b} is no granule")),
-        };
-        let lpa = if page_shift == 16 { ips52 } else { ds };
-        // TnSZ 16 to 39 (48- to 25-bit spaces); down to 12 (52 bits)
-        // with FEAT_LVA (64 KiB) or FEAT_LPA2 (DS).
-        let min = if lpa || page_shift == 16 { 12 } else { 16 };
-        if !(min..=39).contains(&tsz) {
-            return bad(format!("T{i}SZ {tsz} is outside {min} to 39"));
-        }
-        let g = Geometry::new(page_shift, 64 - tsz as u32, lpa);
-        halves[i] = Some(Half {
-            walker: g.walker(false),
-            va_bits: g.va_bits,
-            high: g.high,
-        });
-    }
-    if halves.iter().all(Option::is_none) {
+    let upper = field(23, 1) == 0;
+    if !upper && field(7, 1) == 1 {
         return bad("EPD0 and EPD1 both disable table walks".into());
     }
-    // BADDR: bits 47:1, and 51:48 from bits 5:2 with 52-bit addresses.
+    let n = u8::from(upper);
+    let (tsz, tg, tbi) = if upper {
+        (field(16, 6), field(30, 2), field(38, 1))
+    } else {
+        (field(0, 6), field(14, 2), field(37, 1))
+    };
+    let page_shift = match (upper, tg) {
+        (false, 0b00) | (true, 0b10) => 12,
+        (false, 0b10) | (true, 0b01) => 14,
+        (false, 0b01) | (true, 0b11) => 16,
+        _ => return bad(format!("TG{n} {tg:#b} is no granule")),
+    };
+    // 52-bit output addresses: FEAT_LPA's 64 KiB pages with IPS 52 bits,
+    // FEAT_LPA2's DS with 4 and 16 KiB.
+    let ips52 = field(32, 3) == 0b110;
+    let lpa = if page_shift == 16 {
+        ips52
+    } else {
+        field(59, 1) == 1
+    };
+    // TnSZ 16 to 39 (48- to 25-bit spaces); down to 12 (52 bits) with
+    // FEAT_LVA (64 KiB) or FEAT_LPA2 (DS).
+    let min = if lpa || page_shift == 16 { 12 } else { 16 };
+    if !(min..=39).contains(&tsz) {
+        return bad(format!("T{n}SZ {tsz} is outside {min} to 39"));
+    }
+    let g = Geometry::new(page_shift, 64 - tsz as u32, lpa);
+    // BADDR: bits 47:1, and 51:48 from bits 5:2 with 52-bit output
+    // addresses. The table is aligned to its own size (at least 64 bytes
+    // with 52-bit addresses): Linux's 16 KiB, 48-bit user tables are 16
+    // bytes (arch/arm64/mm/pgd.c).
     let mut root = ttbr & 0x0000_ffff_ffff_fffe;
-    if ips52 || ds {
+    if ips52 && lpa {
         root = (root & !0x3c) | ((ttbr & 0x3c) << 46);
     }
-    let walked = if halves[1].is_some() { 1 } else { 0 };
-    // The root is aligned to its table's size (at least 64 bytes).
-    Ok(Tables {
-        mem: (),
-        root: root & !0x3f,
-        halves,
-        walked,
+    let top_bits = g.va_bits - (g.page_shift + (g.page_shift - 3) * (g.levels as u32 - 1));
+    let align = (8u64 << top_bits).max(if lpa { 64 } else { 8 });
+    Ok(Format0 {
+        root: root & !(align - 1),
+        walker: g.walker(false),
+        va_bits: g.va_bits,
+        high: g.high,
         addresses: Addresses::Aarch64 {
-            tbi: [field(37, 1) == 1, field(38, 1) == 1],
+            upper,
+            tbi: tbi == 1,
         },
-        prot: Prot::Aarch64,
+        flavor: Flavor::Aarch64 { upper },
         name: "aarch64",
     })
 }
@@ -848,20 +944,18 @@ fn outside(name: &str, a: Addresses) -> Fault {
 
 #[cold]
 #[inline(never)]
-fn disabled_half(upper: bool) -> Fault {
+fn outside_half(upper: bool, bits: u32, in_upper: bool) -> Fault {
     let (n, which) = if upper { (1, "upper") } else { (0, "lower") };
-    Fault::OutOfRange(format!(
-        "in the {which} half, whose table walks TCR_EL1.EPD{n} disables"
-    ))
-}
-
-#[cold]
-#[inline(never)]
-fn outside_half(upper: bool, bits: u32) -> Fault {
-    Fault::OutOfRange(format!(
-        "outside the {} half's {bits}-bit range (TCR_EL1.T{}SZ {})",
-        if upper { "upper" } else { "lower" },
-        u8::from(upper),
-        64 - bits
-    ))
+    Fault::OutOfRange(if upper == in_upper {
+        format!(
+            "outside the {which} half's {bits}-bit range (TCR_EL1.T{n}SZ {})",
+            64 - bits
+        )
+    } else if upper {
+        "in the lower half (TTBR0's): this space walks TTBR1's tables (open one with \
+         TCR_EL1.EPD1 set for TTBR0's)"
+            .into()
+    } else {
+        "in the upper half (TTBR1's): this space walks TTBR0's tables (TCR_EL1.EPD1 is set)".into()
+    })
 }

@@ -41,6 +41,8 @@ impl Bits {
     }
     /// Never holds (a level without superpages).
     pub const NEVER: Bits = Bits::eq(0, 1);
+    /// Always holds.
+    pub const ALWAYS: Bits = Bits::eq(0, 0);
 
     /// Applies the test to `entry`.
     #[inline(always)]
@@ -98,6 +100,10 @@ pub struct Format<const N: usize> {
     pub entry_size: u8,
     /// Entries are big-endian.
     pub big_endian: bool,
+    /// What an entry that points to the next level's table must also
+    /// pass (riscv: no leaf-only bits; EPT: no write without read); one
+    /// that fails is a fault.
+    pub pointer: Bits,
     /// Frame of an entry that points to the next level's table.
     pub table: Frame,
     /// Levels, top first.
@@ -182,9 +188,7 @@ impl Mapping {
     /// first (a superpage can extend past the end of an ELF segment).
     #[inline(always)]
     pub fn span_in<M: PhysMem>(&self, mem: &M, va: u64) -> Result<Span, Fault> {
-        let Some(span) = mem.locate(self.pa) else {
-            return Err(mem.missing(self.pa));
-        };
+        let span = mem.find(self.pa)?;
         Ok(Span {
             off: span.off,
             len: span.len.min(self.left(va)),
@@ -252,10 +256,10 @@ impl<const N: usize> Format<N> {
             let (index, entry_off) = match table {
                 Root::Phys(pa) => {
                     let index = (va >> lvl.shift) & ((1u64 << lvl.bits) - 1);
-                    let Some(span) = mem.locate(pa + index * esz) else {
-                        return Err(table_missing(lvl, pa, mem.missing(pa + index * esz)));
-                    };
-                    (index, span.off)
+                    match mem.find(pa + index * esz) {
+                        Ok(span) => (index, span.off),
+                        Err(why) => return Err(table_missing(lvl, pa, why)),
+                    }
                 }
                 Root::File { off, count, base } => {
                     let index = va.wrapping_sub(base) >> lvl.shift;
@@ -284,6 +288,9 @@ impl<const N: usize> Format<N> {
                     size,
                     e,
                 ));
+            }
+            if !self.pointer.test(e) {
+                return Err(bad_pointer(lvl, index, e));
             }
             table = Root::Phys(self.table.of(e));
         }
@@ -326,6 +333,15 @@ fn outside_map(lvl: &Level, count: u64, base: u64) -> Fault {
 fn entry_past_eof(lvl: &Level, index: u64) -> Fault {
     Fault::BadPageTable(format!(
         "{} entry {index} lies past the end of the core file",
+        lvl.name
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn bad_pointer(lvl: &Level, index: u64, e: u64) -> Fault {
+    Fault::BadPageTable(format!(
+        "{} entry {index} ({e:#x}) points to a table with bits the format reserves",
         lvl.name
     ))
 }
@@ -503,6 +519,9 @@ impl<const N: usize, M: PhysMem> Walk<'_, '_, N, M> {
                 entry: e,
             };
             return Ok((self.f)(va, &m));
+        }
+        if !self.format.pointer.test(e) {
+            return Ok(true); // the CPU faults there: nothing below is mapped
         }
         self.table(depth + 1, self.format.table.of(e), va)
     }

@@ -43,6 +43,17 @@ pub trait PhysMem: Send + Sync {
         Fault::NotInDump { pa }
     }
 
+    /// `locate(pa)`, or why not. A space over another space overrides
+    /// it to translate through its base once, not again for the reason
+    /// (which, down a stack, would double the work at every layer).
+    #[inline(always)]
+    fn find(&self, pa: u64) -> Result<Span, Fault> {
+        match self.locate(pa) {
+            Some(span) => Ok(span),
+            None => Err(self.missing(pa)),
+        }
+    }
+
     /// True when locations are core-file offsets of bytes stored as they
     /// were (every container but kdump's): then the core file can be read
     /// directly, as the defaults below do.

@@ -76,8 +76,7 @@ impl<A: Mmu> Translator for Paged<A> {
     }
 
     fn locate_phys(&self, pa: u64) -> Result<Span, Fault> {
-        let mem = self.mmu.mem();
-        mem.locate(pa).ok_or_else(|| mem.missing(pa))
+        self.mmu.mem().find(pa)
     }
 
     fn view<'a>(&'a self, image: &'a Image, off: u64, buf: &'a mut [u8]) -> Option<&'a [u8]> {
@@ -116,9 +115,7 @@ impl<A: Mmu> Translator for Paged<A> {
                     ),
                 )
             })?;
-            let span = mem
-                .locate(at)
-                .ok_or_else(|| Error::physical(at, mem.missing(at)))?;
+            let span = mem.find(at).map_err(|f| Error::physical(at, f))?;
             let want = (buf.len() - done).min(usize::try_from(span.len).unwrap_or(usize::MAX));
             let n = mem.read_at(image, span.off, &mut buf[done..done + want])?;
             done += n;

@@ -187,10 +187,10 @@ pub enum Paging {
         /// EPTP.
         eptp: u64,
     },
-    /// aarch64 stage 1: an address's bit 55 picks TCR_EL1's TTBR1 geometry
-    /// (TG1, T1SZ) or TTBR0's (TG0, T0SZ), and `ttbr`'s tables translate
-    /// it; `kvm_walk_pages` walks TTBR1's geometry unless TCR_EL1.EPD1 is
-    /// set, then TTBR0's.
+    /// aarch64 stage 1: `ttbr`'s tables translate TTBR1's half of the
+    /// address space with TCR_EL1's TG1 and T1SZ, or, when TCR_EL1.EPD1
+    /// is set, TTBR0's half with TG0 and T0SZ; addresses of the other half
+    /// fail. TBI is honoured; the root is aligned to its table's size.
     Aarch64 {
         /// TTBR0_EL1 or TTBR1_EL1.
         ttbr: u64,
@@ -213,6 +213,11 @@ pub enum Paging {
         satp_root: u64,
     },
 }
+
+/// Most layers a stack has: every TLB miss goes down the stack, one call
+/// per layer (a guest's process over a guest kernel over memory slots
+/// over a VMM over a host is 4; nested virtualisation adds 2 a level).
+pub const MAX_LAYERS: u32 = 16;
 
 /// Most linear ranges a space takes (KVM has at most 32767 memory slots;
 /// a fragmented Xen p2m of a large guest has more runs): 96 MiB of ranges.
@@ -262,6 +267,13 @@ impl Space {
     pub fn new<B: AddressSpace + ?Sized>(base: &B, on: Base, paging: Paging) -> Result<Space> {
         let layer = base.layer();
         let depth = layer.depth + 1;
+        if depth > MAX_LAYERS {
+            return Err(Error::InvalidSpace(format!(
+                "the base is layer {} of its stack, and a stack has at most {MAX_LAYERS} \
+                 layers",
+                layer.depth
+            )));
+        }
         let under = Under {
             core: layer.core.clone(),
             in_file: layer.bottom.in_file(),
@@ -435,24 +447,27 @@ impl PhysMem for Under {
         self.bottom.held_pages()
     }
 
-    /// The base's own reason, with its name when it is a virtual space
-    /// (a physical space's reason says "not in the dump").
+    /// The base's own reason (see `find`).
     #[cold]
     fn missing(&self, a: u64) -> Fault {
-        let why = if self.virt {
-            self.layer.kvatop(&self.core, a).err()
-        } else {
-            self.layer.locate_phys(a).err()
-        };
-        let why = why.unwrap_or(Fault::NotInDump { pa: a });
-        if self.virt {
-            Fault::In {
-                what: format!("{a:#x} in {}", self.name),
-                fault: Box::new(why),
-            }
-        } else {
-            why
+        match self.find(a) {
+            Err(why) => why,
+            Ok(_) => Fault::NotInDump { pa: a },
         }
+    }
+
+    /// One translation through the base, its reason kept on failure,
+    /// with the base's name when it is a virtual space (a physical
+    /// space's reason says "not in the dump").
+    #[inline]
+    fn find(&self, a: u64) -> Result<Span, Fault> {
+        if !self.virt {
+            return self.layer.locate_phys(a);
+        }
+        self.layer.kvatop(&self.core, a).map_err(|why| Fault::In {
+            what: format!("{a:#x} in {}", self.name),
+            fault: Box::new(why),
+        })
     }
 
     fn in_file(&self) -> bool {
@@ -587,27 +602,21 @@ impl Mmu for Linear {
         }
     }
 
-    /// Each range, in pieces that end at the new space's 4 KiB
-    /// boundaries.
+    /// Each range once, in address order: its leaves are the ranges (a
+    /// walk's time follows their count, whatever their length), with the
+    /// file offset of the first byte.
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         for r in &self.ranges {
-            let mut done = 0u64;
-            while done < r.len {
-                let va = r.addr + done;
-                let len = (4096 - (va & 0xfff)).min(r.len - done);
-                let pa = r.target + done;
-                let page = Page {
-                    paddr: pa,
-                    kmap_vaddr: va,
-                    dmap_vaddr: 0,
-                    prot: prot::READ | prot::WRITE | prot::EXECUTE,
-                    offset: self.mem.file_offset(image, pa),
-                    len,
-                };
-                if !f(&page) {
-                    return Ok(false);
-                }
-                done += len;
+            let page = Page {
+                paddr: r.target,
+                kmap_vaddr: r.addr,
+                dmap_vaddr: 0,
+                prot: prot::READ | prot::WRITE | prot::EXECUTE,
+                offset: self.mem.file_offset(image, r.target),
+                len: r.len,
+            };
+            if !f(&page) {
+                return Ok(false);
             }
         }
         Ok(true)

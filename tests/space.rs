@@ -410,13 +410,15 @@ guests! {
     guest_x86_64: "x86-64" over [Slots, Ept4, Ept5, Aliases];
     guest_x86_64_la57: "x86-64 LA57" over [Slots, Ept5];
     guest_i386_pae: "i386 PAE" over [Slots, Ept4];
-    guest_i386: "i386" over [Slots, Ept4];
+    guest_i386: "i386" over [Slots, Ept4, Aliases];
     guest_aarch64_4k_upper: "aarch64 4K upper" over [Slots, Ept4];
     guest_aarch64_4k_lower: "aarch64 4K lower" over [Slots, Ept5];
     guest_aarch64_16k_upper: "aarch64 16K upper" over [Slots, Ept4];
     guest_aarch64_16k_lower: "aarch64 16K lower" over [Slots, Ept4];
     guest_aarch64_64k_upper: "aarch64 64K upper" over [Slots, Ept4];
     guest_aarch64_64k_lower: "aarch64 64K lower" over [Slots, Ept5];
+    guest_aarch64_16k_user_a: "aarch64 16K user A" over [Slots, Ept4];
+    guest_aarch64_16k_user_b: "aarch64 16K user B" over [Slots, Ept5];
     guest_riscv_sv39: "riscv Sv39" over [Slots, Ept4];
     guest_riscv_sv48: "riscv Sv48" over [Slots, Ept5];
     guest_riscv_sv57: "riscv Sv57" over [Slots, Ept4];
@@ -521,6 +523,12 @@ fn must_fail_reads_name_the_layer() {
         (Gpa::Ept4, page(9), Some(ept), Some(ept)),
         (Gpa::Ept4, page(8), Some(ept), Some(ept)),
         (Gpa::Ept4, page(5), None, Some(DUMP_PHYS)),
+        // EPT entries allowing writes without reads: misconfigurations;
+        // the slots map the same frames.
+        (Gpa::Ept4, page(18), Some(ept), Some(ept)),
+        (Gpa::Ept4, page(19), Some(ept), Some(ept)),
+        (Gpa::Slots, page(18), None, None),
+        (Gpa::Slots, page(19), None, None),
         (Gpa::Ept4, page(17), Some(DUMP_PHYS), Some(DUMP_PHYS)),
         (
             Gpa::Ept4,
@@ -663,13 +671,44 @@ fn x86_auto_chooses_the_mode() {
     let st = stack(Layer::Identity, &Gpa::Slots.stack());
     check_space(&id, lab, &st, d, 500, "identity");
     assert_eq!(id.name(), "identity space (layer 3)");
-    // Modes no CPU runs in.
-    for (cr0, cr4, efer, why) in [
-        (CR0_PG, CR4_PAE, lm, "PG without PE"),
-        (CR0_PE, CR4_PAE, lm, "LMA without PG"),
-        (pg, 0, lm, "LMA without PAE"),
+    // EFER.LME without LMA and paging off: a CPU about to enter long
+    // mode; addresses are still physical.
+    let entering = Space::new(
+        &h.slots,
+        Base::Virt,
+        Paging::X86Auto {
+            cr3: lab.guest("x86-64").root_reg,
+            cr0: CR0_PE,
+            cr4: CR4_PAE,
+            efer: EFER_LME,
+        },
+    )
+    .unwrap();
+    assert_eq!(entering.name(), "identity space (layer 3)");
+    check_read(&entering, lab, &st, d, gpa::MAIN.0 + 0x10, 64);
+    // Modes no CPU runs in: with paging on, EFER.LMA is EFER.LME.
+    for (cr0, cr4, efer, why, needle) in [
+        (CR0_PG, CR4_PAE, lm, "PG without PE", "CR0.PG"),
+        (CR0_PE, CR4_PAE, lm, "LMA without PG", "EFER.LMA"),
+        (pg, 0, lm, "LMA without PAE", "CR4.PAE"),
+        (
+            pg,
+            CR4_PAE,
+            EFER_LME,
+            "LME without LMA, paging on",
+            "EFER.LME",
+        ),
+        (pg, CR4_PSE, EFER_LME, "LME without LMA nor PAE", "EFER.LME"),
+        (pg, CR4_PAE, EFER_LMA, "LMA without LME", "EFER.LME"),
+        (
+            pg,
+            CR4_PAE | CR4_LA57,
+            EFER_LMA,
+            "LA57, LMA without LME",
+            "EFER.LME",
+        ),
     ] {
-        let r = Space::new(
+        refused(
             &h.slots,
             Base::Virt,
             Paging::X86Auto {
@@ -678,9 +717,408 @@ fn x86_auto_chooses_the_mode() {
                 cr4,
                 efer,
             },
+            &[&format!("EFER {efer:#x}"), needle],
+            why,
         );
-        assert!(r.is_err(), "{why}: accepted");
     }
+}
+
+// ---- Leaves a CPU refuses or reads its own way -------------------------
+
+/// The model's walk of the top layer of `st`, on `d`.
+fn model_walk(lab: &Lab, st: &[Layer], d: &Dump) -> Vec<kvm::Page> {
+    lab.expect_walk(st, d).expect("a layer with tables")
+}
+
+/// Asserts that a read of 8 bytes at `va` fails in the model at the layer
+/// named `layer` and in the library with a text that names it and holds
+/// each of `needles`.
+fn must_fail(
+    sp: &Space,
+    lab: &Lab,
+    st: &[Layer],
+    d: &Dump,
+    va: u64,
+    layer: &str,
+    needles: &[&str],
+) {
+    let f = lab
+        .expect_read(st, d, va, 8)
+        .expect_err("the lab is not laid out as this test means");
+    assert_eq!(f.layer, layer, "{va:#x}: the model fails elsewhere");
+    let e = sp.read(va, &mut [0; 8]).unwrap_err().to_string();
+    assert_failure(&e, "invalid address", &f, &format!("{va:#x}"));
+    for n in needles {
+        assert!(e.contains(n), "{va:#x}: {e:?} should contain {n:?}");
+    }
+    let e = sp.vtop(va).unwrap_err().to_string();
+    assert!(e.contains(layer), "{va:#x}: vtop: {e:?}");
+}
+
+/// i386 with PSE (KVM_MMU_I386, or X86Auto with CR4.PSE): a 4 MiB PDE's
+/// bits 20:13 are physical bits 39:32 (PSE-36); reads, vtop and walks
+/// reach above 4 GiB.
+#[test]
+fn i386_pse36_pages_reach_above_4gib() {
+    use guest::I386_HIGH;
+    let s = shared();
+    let lab = &s.lab;
+    for (dname, d, path) in &s.dumps {
+        let h = open(s, path);
+        let cr3 = lab.guest("i386").root_reg;
+        let auto = Paging::X86Auto {
+            cr3,
+            cr0: CR0_PE | CR0_PG,
+            cr4: CR4_PSE,
+            efer: 0,
+        };
+        for b in [Gpa::Slots, Gpa::Ept4, Gpa::Aliases] {
+            let st = stack(Layer::Guest("i386"), &b.stack());
+            let plain = space(b.space(&h), Base::Virt, lab, &st[0]);
+            let auto = Space::new(b.space(&h), Base::Virt, auto.clone()).unwrap();
+            for sp in [&plain, &auto] {
+                let what = format!("{dname}, over {b:?}");
+                for k in 0..4 {
+                    let va = I386_HIGH + k * 4 * MIB + 0x12_3456;
+                    let pa = lab.expect_vtop(&st, va).unwrap();
+                    assert!(pa >> 32 != 0, "{what}: the model maps {va:#x} low");
+                    assert_eq!(sp.vtop(va).unwrap(), pa, "{what}: vtop {va:#x}");
+                    check_read(sp, lab, &st, d, va, 64);
+                    check_read(sp, lab, &st, d, I386_HIGH + k * 4 * MIB - 8, 16);
+                }
+                // Over the slots and the EPT the first two are the high
+                // slot's, and differ from what low memory holds.
+                if !matches!(b, Gpa::Aliases) {
+                    let high = lab.expect_read(&st, d, I386_HIGH, 64).unwrap();
+                    let low = lab.expect_read(&st[1..], d, 0x1000, 64).unwrap();
+                    assert_ne!(high, low, "{what}: a vacuous lab");
+                }
+                let walk = walk(sp).unwrap().1;
+                assert!(
+                    walk.iter()
+                        .any(|p| p.kmap_vaddr == I386_HIGH + 12 * MIB && p.paddr == 0xff_ffc0_0000),
+                    "{what}: the walk lacks PSE-36's top page"
+                );
+                check_walk(sp, lab, &st, d, &what);
+            }
+        }
+    }
+}
+
+/// riscv leaves as the privileged spec reads them (12.3.2 steps 2 and 6,
+/// 12.6 Svnapot): write without read, reserved bits 60:54, misaligned
+/// superpages and N anywhere but on a 4 KiB leaf with PPN[3:0] = 0b1000
+/// fault; a walk skips them; an Svnapot run maps 64 KiB, each entry
+/// reported as its own 4 KiB page.
+#[test]
+fn riscv_leaves_follow_the_spec() {
+    use guest::{RV_BAD, RV_BAD_GIGA, RV_NAPOT};
+    let s = shared();
+    let lab = &s.lab;
+    let layer = "riscv Sv39 space (layer 3)";
+    for (dname, d, path) in &s.dumps {
+        let h = open(s, path);
+        let st = stack(Layer::Guest("riscv Sv39"), &Gpa::Slots.stack());
+        let sp = space(&h.slots, Base::Virt, lab, &st[0]);
+        let bad = [
+            (RV_BAD, "write without read"),
+            (RV_BAD + PAGE, "write without read"),
+            (RV_BAD + 2 * PAGE, "reserved bits"),
+            (RV_BAD + 3 * PAGE, "reserved bits"),
+            (RV_BAD + 4 * PAGE, "Svnapot"),
+            (RV_BAD + 5 * PAGE, "Svnapot"),
+            (RV_BAD + 2 * MIB + 0x1234, "misaligned superpage"),
+            (RV_BAD + 4 * MIB + 0x1234, "Svnapot"),
+            (RV_BAD_GIGA + 3 * MIB, "misaligned superpage"),
+        ];
+        for (va, why) in bad {
+            must_fail(&sp, lab, &st, d, va, layer, &["riscv leaf", why]);
+        }
+        // The Svnapot run: each page where its own entry says, though
+        // all 16 entries are alike.
+        for k in 0..16 {
+            let va = RV_NAPOT + k * PAGE + 0x123;
+            let want = gpa::NAPOT + k * PAGE + 0x123;
+            assert_eq!(lab.expect_vtop(&st, va).unwrap(), want);
+            assert_eq!(sp.vtop(va).unwrap(), want, "{dname}: vtop {va:#x}");
+        }
+        check_read(&sp, lab, &st, d, RV_NAPOT, 0x1_0000);
+        check_read(&sp, lab, &st, d, RV_NAPOT + 0xfff0, 32);
+        let want = model_walk(lab, &st, d);
+        let napot: Vec<_> = want
+            .iter()
+            .filter(|p| (RV_NAPOT..RV_NAPOT + 0x1_0000).contains(&p.kmap_vaddr))
+            .collect();
+        assert_eq!(napot.len(), 16);
+        assert!(napot.iter().all(|p| p.len == PAGE));
+        assert!(!want.iter().any(|p| {
+            (RV_BAD..RV_BAD + 6 * MIB).contains(&p.kmap_vaddr) || p.kmap_vaddr == RV_BAD_GIGA
+        }));
+        check_walk(&sp, lab, &st, d, dname);
+    }
+}
+
+/// EPT entries allowing writes but not reads are misconfigurations (SDM
+/// 29.3.3.1): they translate nothing and walks skip them, while the slots
+/// reach the same frames.
+#[test]
+fn ept_write_without_read_is_a_misconfiguration() {
+    let s = shared();
+    let lab = &s.lab;
+    let (_, d, path) = &s.dumps[0];
+    let h = open(s, path);
+    for (ept, l) in [(&h.ept4, Layer::Ept4), (&h.ept5, Layer::Ept5)] {
+        for g in [gpa::WRITE_ONLY, gpa::WRITE_EXEC] {
+            let st = [l.clone()];
+            assert!(lab.expect_vtop(&st, g).is_err());
+            let e = ept.vtop(g + 8).unwrap_err().to_string();
+            assert!(e.contains("EPT space (layer 1)"), "{e}");
+            assert!(e.contains("misconfiguration"), "{e}");
+            let e = ept.read(g, &mut [0; 8]).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid address ({g:#x})")), "{e}");
+            assert!(!model_walk(lab, &st, d).iter().any(|p| p.kmap_vaddr == g));
+            // The slots map the frame.
+            check_read(&h.slots, lab, &[Layer::Slots, Layer::Vmm], d, g, 64);
+        }
+        check_walk(ept, lab, &[l], d, "EPT");
+    }
+}
+
+/// aarch64: a space walks one half, TTBR1's unless TCR_EL1.EPD1 is set;
+/// addresses of the other half fail saying so. The root is aligned to its
+/// table's size, not to 64 bytes: two 16 KiB-granule, 48-bit user tables
+/// (16 bytes each) share a page and translate differently.
+#[test]
+fn aarch64_one_half_per_space() {
+    let s = shared();
+    let lab = &s.lab;
+    let (dname, d, path) = &s.dumps[1];
+    let h = open(s, path);
+    let layer = "aarch64 space (layer 3)";
+    let over = |n: &'static str| stack(Layer::Guest(n), &Gpa::Slots.stack());
+
+    // The shared page.
+    let (a, b) = (
+        lab.guest("aarch64 16K user A"),
+        lab.guest("aarch64 16K user B"),
+    );
+    assert_eq!(a.tables.root >> 14, b.tables.root >> 14);
+    assert!(a.tables.root % 64 != 0 && b.tables.root % 64 != 0);
+    let (sa, sb) = (over(a.name), over(b.name));
+    let spa = space(&h.slots, Base::Virt, lab, &sa[0]);
+    let spb = space(&h.slots, Base::Virt, lab, &sb[0]);
+    for va in [0x40_0000u64, 0x40_3ff8, 0x0000_ffff_ffff_c100] {
+        let wa = lab.expect_read(&sa, d, va, 8).unwrap();
+        let wb = lab.expect_read(&sb, d, va, 8).unwrap();
+        assert_ne!(wa, wb, "{va:#x}: the two spaces should differ");
+        check_read(&spa, lab, &sa, d, va, 8);
+        check_read(&spb, lab, &sb, d, va, 8);
+    }
+    check_space(&spa, lab, &sa, d, 200, &format!("user A, {dname}"));
+    check_space(&spb, lab, &sb, d, 200, &format!("user B, {dname}"));
+
+    // The other half fails, whatever the other TTBR's tables map.
+    let lower = "in the lower half (TTBR0's): this space walks TTBR1's tables";
+    let upper = "in the upper half (TTBR1's): this space walks TTBR0's tables";
+    for (up, low) in [
+        ("aarch64 4K upper", "aarch64 4K lower"),
+        ("aarch64 16K upper", "aarch64 16K lower"),
+        ("aarch64 64K upper", "aarch64 64K lower"),
+    ] {
+        let (su, sl) = (over(up), over(low));
+        let spu = space(&h.slots, Base::Virt, lab, &su[0]);
+        let spl = space(&h.slots, Base::Virt, lab, &sl[0]);
+        let lva = lab.guest(low).maps.values().next().unwrap().va;
+        let uva = lab.guest(up).maps.values().next().unwrap().va;
+        must_fail(&spu, lab, &su, d, lva, layer, &["out of range", lower]);
+        must_fail(&spl, lab, &sl, d, uva, layer, &["out of range", upper]);
+        // EPD0 alone changes nothing for TTBR1's half.
+        let g = lab.guest(up);
+        let epd0 = Space::new(
+            &h.slots,
+            Base::Virt,
+            Paging::Aarch64 {
+                ttbr: g.root_reg,
+                tcr: g.tcr | 1 << 7,
+            },
+        )
+        .unwrap();
+        check_read(&epd0, lab, &su, d, uva, 64);
+        must_fail(&epd0, lab, &su, d, lva, layer, &[lower]);
+        // EPD0 and EPD1 together leave nothing to walk.
+        refused(
+            &h.slots,
+            Base::Virt,
+            Paging::Aarch64 {
+                ttbr: g.root_reg,
+                tcr: g.tcr | 1 << 7 | 1 << 23,
+            },
+            &["EPD0 and EPD1"],
+            "EPD0 and EPD1",
+        );
+    }
+    must_fail(&spa, lab, &sa, d, 0xffff_ffff_ffff_c000, layer, &[upper]);
+
+    // TBI0: the top byte of a lower-half address is a tag.
+    let tagged = 0x5a00_0000_0040_0010u64;
+    let want = lab.expect_read(&sa, d, 0x40_0010, 16).unwrap();
+    let tbi = Space::new(
+        &h.slots,
+        Base::Virt,
+        Paging::Aarch64 {
+            ttbr: a.root_reg,
+            tcr: a.tcr | 1 << 37,
+        },
+    )
+    .unwrap();
+    let mut buf = [0u8; 16];
+    tbi.read(tagged, &mut buf).unwrap();
+    assert_eq!(&buf[..], &want[..], "TBI0");
+    assert!(spa.read(tagged, &mut buf).is_err(), "a tag without TBI0");
+
+    // BADDR[51:48] sits in TTBR bits 5:2 only with 52-bit output
+    // addresses: 64 KiB pages and IPS 52 bits (B's 16 KiB pages with IPS
+    // 52 bits and no DS use 48). The same tables then read the same, and
+    // a TTBR with bit 2 set names a root 2^48 higher, outside the base.
+    let g = lab.guest("aarch64 64K lower");
+    let tcr52 = (g.tcr & !(7 << 32)) | 6 << 32;
+    let st = over(g.name);
+    let lpa = Space::new(
+        &h.slots,
+        Base::Virt,
+        Paging::Aarch64 {
+            ttbr: g.root_reg,
+            tcr: tcr52,
+        },
+    )
+    .unwrap();
+    check_space(&lpa, lab, &st, d, 100, "64K lower, IPS 52 bits");
+    let high = g.tables.root | 1 << 48;
+    refused(
+        &h.slots,
+        Base::Virt,
+        Paging::Aarch64 {
+            ttbr: g.root_reg | 1 << 2,
+            tcr: tcr52,
+        },
+        &[&format!("{high:#x}")],
+        "BADDR[48] from TTBR bit 2",
+    );
+    // With DS, 16 KiB pages have 52-bit addresses too: B's TTBR bit 5 is
+    // BADDR[51], and its 16-byte offset is no part of a 64-byte-aligned
+    // root.
+    let ds = b.tcr | 1 << 59;
+    let root = (b.tables.root & !0x3f) | ((b.root_reg >> 2) & 0xf) << 48;
+    assert_eq!(root, (a.tables.root & !0x3f) | 1 << 51);
+    refused(
+        &h.slots,
+        Base::Virt,
+        Paging::Aarch64 {
+            ttbr: b.root_reg,
+            tcr: ds,
+        },
+        &[&format!("{root:#x}")],
+        "BADDR[51] from TTBR bit 5 with DS",
+    );
+}
+
+// ---- The depth of a stack -------------------------------------------------
+
+/// A stack holds `kvm::MAX_LAYERS` (16) spaces: 16 linear spaces, each
+/// moving addresses up a page over the one below (so that a layer left
+/// out shows), read right, and failing at the layer the model says; a
+/// 17th is refused, over either space of the 16th.
+#[test]
+fn sixteen_layers_and_no_more() {
+    const B: u64 = 0x10_0000;
+    const L: u64 = 40 * MIB;
+    let s = shared();
+    let lab = &s.lab;
+    assert_eq!(kvm::MAX_LAYERS, 16);
+    // The minidump: many reads fail in the dump, at the bottom of 16
+    // layers (a failure costs one translation per layer, not 2^16).
+    let (dname, d, path) = &s.dumps[1];
+    let kvm = open_dump(s, path);
+    // Layer k maps [B, B + L + k pages) to B + a page below, and 4 MiB of
+    // high memory likewise: the deeper the layer, the shorter its range.
+    let layer = |k: u64| {
+        Layer::Linear(vec![
+            guest::Range {
+                addr: B,
+                len: L + k * PAGE,
+                target: B + PAGE,
+            },
+            guest::Range {
+                addr: gpa::HIGH.0,
+                len: 4 * MIB,
+                target: gpa::HIGH.0 + PAGE,
+            },
+        ])
+    };
+    let mut spaces: Vec<Space> = Vec::new();
+    let mut st: Vec<Layer> = Vec::new();
+    for k in 1..=16u64 {
+        let l = layer(k);
+        let sp = match spaces.last() {
+            None => space(&kvm, Base::Phys, lab, &l),
+            Some(below) => space(below, Base::Virt, lab, &l),
+        };
+        st.insert(0, l);
+        assert_eq!(sp.name(), format!("linear space (layer {k})"));
+        spaces.push(sp);
+    }
+    let top = spaces.last().unwrap();
+    check_space(top, lab, &st, d, 300, &format!("16 layers, {dname}"));
+    assert_eq!(
+        lab.expect_vtop(&st, B + 0x123).unwrap(),
+        B + PAGE + 0x123,
+        "one layer"
+    );
+    let (h, _) = lab.translate(&st, B + 0x123).unwrap();
+    assert_eq!(h, B + 16 * PAGE + 0x123, "sixteen layers");
+    for (va, len) in [
+        (B, 64),
+        (B - 8, 16),
+        (0x80_0000 + 0x123, 0x2000),
+        (gpa::HIGH.0 + 4 * MIB - 8, 16),
+    ] {
+        check_read(top, lab, &st, d, va, len);
+    }
+    // Near the end of the ranges, reads fail at every layer in turn.
+    for j in 1..=16u64 {
+        let va = B + L + 2 * j * PAGE - 16 * PAGE + 8;
+        assert_eq!(
+            lab.expect_read(&st, d, va, 8).unwrap_err().layer,
+            format!("linear space (layer {j})")
+        );
+        check_read(top, lab, &st, d, va, 8);
+        check_read(top, lab, &st, d, va - 16, 16);
+    }
+    for on in [Base::Virt, Base::Phys] {
+        refused(
+            top,
+            on,
+            paging(lab, &layer(17)),
+            &["layer 16", "at most 16 layers"],
+            "a 17th layer",
+        );
+        refused(
+            top,
+            on,
+            Paging::X86Auto {
+                cr3: 0,
+                cr0: CR0_PE,
+                cr4: 0,
+                efer: 0,
+            },
+            &["at most 16 layers"],
+            "a 17th identity layer",
+        );
+    }
+    // Below the top, a new layer is still welcome.
+    let fifteen = &spaces[14];
+    let again = space(fifteen, Base::Virt, lab, &layer(16));
+    assert_eq!(again.name(), "linear space (layer 16)");
 }
 
 // ---- Lifetimes and threads ---------------------------------------------
@@ -934,8 +1372,9 @@ fn table_loops_end() {
 // ---- Linear spaces over a dump handle ----------------------------------
 
 /// Ranges that start and end mid-page, over the host's physical memory and
-/// over its kernel's virtual memory: pieces at the new space's 4 KiB
-/// boundaries, reads across ranges.
+/// over its kernel's virtual memory: reads across ranges; a walk reports
+/// each range once, by address, whole, with the file offset of its first
+/// byte when the dump holds it (whatever the rest of the range holds).
 #[test]
 fn linear_pieces_over_a_dump() {
     use fixture::amd64::{DMAP_MIN, DMAP_SIZE, MMIO};
@@ -963,6 +1402,26 @@ fn linear_pieces_over_a_dump() {
             target: lab.gpa_host(gpa::NOT_DUMPED).unwrap() + 8,
         },
     ];
+    let edges = vec![
+        // From the end of RAM past it, and from the hole below 1 MiB into
+        // RAM.
+        guest::Range {
+            addr: 0x40_0000,
+            len: 0x2000,
+            target: 0x1_0080_0000 - 0x800,
+        },
+        guest::Range {
+            addr: 0x50_0000,
+            len: 0x2000,
+            target: 0xf_f800,
+        },
+        // From a page the minidump lacks into one it holds.
+        guest::Range {
+            addr: 0x60_0000,
+            len: 0x1010,
+            target: lab.gpa_host(gpa::NOT_DUMPED).unwrap() + 0xff8,
+        },
+    ];
     for (dname, d, path) in &s.dumps {
         let h = open(s, path);
         let st = [Layer::Linear(rs.clone())];
@@ -972,6 +1431,29 @@ fn linear_pieces_over_a_dump() {
         for (va, len) in [(0x10_17f8, 16), (0x10_37f8, 16), (0x30_0ff0, 16)] {
             check_read(&sp, lab, &st, d, va, len);
         }
+        // Ranges whose first byte the dump holds or not, unlike the rest
+        // of them: the model's walk is the ranges, by address, whole.
+        let st = [Layer::Linear(edges.clone())];
+        let sp = space(&h.kvm, Base::Phys, lab, &st[0]);
+        for &(va, len) in &lab.probes(&st[0]) {
+            check_read(&sp, lab, &st, d, va, len);
+        }
+        check_walk(&sp, lab, &st, d, dname);
+        let want = model_walk(lab, &st, d);
+        let mut sorted = edges.clone();
+        sorted.sort_by_key(|r| r.addr);
+        let got: Vec<_> = want
+            .iter()
+            .map(|p| (p.kmap_vaddr, p.len, p.paddr))
+            .collect();
+        let ranges: Vec<_> = sorted.iter().map(|r| (r.addr, r.len, r.target)).collect();
+        assert_eq!(got, ranges);
+        let at = |a: u64| want.iter().find(|p| p.kmap_vaddr == a).unwrap().offset;
+        assert!(
+            at(0x40_0000).is_some() && at(0x50_0000).is_none(),
+            "{dname}"
+        );
+        assert_eq!(at(0x60_0000).is_none(), d.dumped.is_some(), "{dname}");
         // Over the kernel's virtual space: the direct map, shifted; the
         // model of the host kernel's direct map is a linear map of RAM.
         let virt = Space::new(
@@ -1093,7 +1575,7 @@ fn random_descriptions_never_panic() {
                 cr3: root,
                 cr0: reg & 0x8000_0001,
                 cr4: rng.next() & 0x1030,
-                efer: rng.next() & 0x400,
+                efer: rng.next() & (EFER_LME | EFER_LMA),
             },
             5 => Paging::Ept {
                 eptp: (root & !0x3f) | (rng.below(8) << 3) | rng.below(8),
@@ -1153,4 +1635,76 @@ fn random_descriptions_never_panic() {
         "{opened} of {rounds} descriptions opened"
     );
     assert!(read > 0, "no random read succeeded");
+}
+
+/// A lab of its own, written out and opened.
+fn open_lab(lab: &Lab, name: &str, minidump: bool) -> (Kvm, Dump) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("space-lab-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kernel = dir.join("kernel");
+    std::fs::write(&kernel, lab.host.kernel()).unwrap();
+    let mut d = if minidump {
+        lab.host.minidump(3)
+    } else {
+        lab.host.full_dump(false)
+    };
+    let core = dir.join("core");
+    std::fs::write(&core, &d.bytes).unwrap();
+    d.bytes = Vec::new();
+    let kvm = Kvm::open(&kernel, &core).unwrap_or_else(|e| panic!("open {name}: {e}"));
+    (kvm, d)
+}
+
+/// riscv pointers to the next table (no R, W or X) fault with reserved
+/// bits 60:54 set (privileged spec 12.3.2 step 2: "any bits or encodings
+/// that are reserved for future standard use") and with U, A, D (reserved
+/// in non-leaf PTEs, 12.3.1), N (Svnapot) or PBMT (Svpbmt) set; QEMU's
+/// get_physical_address (target/riscv/cpu_helper.c) checks PTE_RESERVED
+/// on every PTE and `PTE_D | PTE_A | PTE_U | PTE_ATTR` on inner ones.
+/// The library checks leaves only: ignored until it checks pointers too.
+#[test]
+fn riscv_pointer_entries_follow_the_spec() {
+    use guest::{RV_N, RV_NAPOT};
+    for (what, bits) in [
+        ("reserved bit 54", 1u64 << 54),
+        ("N", RV_N),
+        ("PBMT", 1 << 61),
+        ("U", 1 << 4),
+        ("A", 1 << 6),
+        ("D", 1 << 7),
+    ] {
+        let mut lab = Lab::builder().ept(4).guest(guest::GuestKind::Sv39).build();
+        let t = lab.guest("riscv Sv39").tables;
+        // The pointer to the page table of the Svnapot run.
+        lab.edit(t, RV_NAPOT, 1, |e| e | bits);
+        let (kvm, d) = open_lab(&lab, "riscv-pointers", false);
+        let ept = space(&kvm, Base::Phys, &lab, &Layer::Ept4);
+        let st = stack(Layer::Guest("riscv Sv39"), &[Layer::Ept4]);
+        let sp = space(&ept, Base::Virt, &lab, &st[0]);
+        assert!(lab.expect_read(&st, &d, RV_NAPOT, 8).is_err(), "{what}");
+        check_read(&sp, &lab, &st, &d, RV_NAPOT, 8);
+        check_walk(&sp, &lab, &st, &d, what);
+    }
+}
+
+/// EPT paging-structure entries of any level with bits 2:0 of 010b or
+/// 110b are misconfigurations (SDM 29.3.3.1 speaks of "an EPT
+/// paging-structure entry", not of leaves; Linux KVM's
+/// __reset_rsvds_bits_mask_ept puts them in bad_mt_xwr, checked at every
+/// level of its guest EPT walk). The library checks leaves only: ignored
+/// until it checks every level.
+#[test]
+fn ept_write_without_read_pointers_are_misconfigurations() {
+    for (what, xwr) in [("010b", 0b010u64), ("110b", 0b110)] {
+        let mut lab = Lab::builder().ept(4).build();
+        let t = lab.ept4.unwrap();
+        // The PDE naming the page table of guest-physical [0, 2 MiB).
+        lab.edit(t, 0x1000, 2, |e| (e & !7) | xwr);
+        let (kvm, d) = open_lab(&lab, "ept-pointers", false);
+        let ept = space(&kvm, Base::Phys, &lab, &Layer::Ept4);
+        let st = [Layer::Ept4];
+        assert!(lab.expect_read(&st, &d, 0x1000, 8).is_err(), "{what}");
+        check_read(&ept, &lab, &st, &d, 0x1000, 8);
+        check_walk(&ept, &lab, &st, &d, what);
+    }
 }

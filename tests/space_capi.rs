@@ -8,7 +8,9 @@
 mod fixture;
 use fixture::amd64::Dump;
 use fixture::c::{compile, hex, root};
-use fixture::guest::{gpa, Failure, Lab, Layer, Range, DUMP_PHYS};
+use fixture::guest::{
+    gpa, Failure, Lab, Layer, Range, DUMP_PHYS, I386_HIGH, MIB, RV_BAD, RV_NAPOT,
+};
 use fixture::PAGE;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use std::process::Command;
 // KVM_MMU_* and KVM_BASE_* as issue 9 fixes them.
 const LINEAR: u32 = 1;
 const X86_64: u32 = 2;
+const I386: u32 = 4;
 const I386_PAE: u32 = 5;
 const X86_AUTO: u32 = 6;
 const EPT: u32 = 7;
@@ -29,7 +32,25 @@ const PE: u64 = 1;
 const PG: u64 = 1 << 31;
 const PAE: u64 = 1 << 5;
 const LA57: u64 = 1 << 12;
-const LM: u64 = 1 << 8 | 1 << 10;
+const LME: u64 = 1 << 8;
+const LMA: u64 = 1 << 10;
+const LM: u64 = LME | LMA;
+const PSE: u64 = 1 << 4;
+/// TCR_EL1.EPD0 and EPD1.
+const EPD0: u64 = 1 << 7;
+const EPD1: u64 = 1 << 23;
+
+/// The 16 layers of the deepest stack: layer k maps [B, B + L + k pages)
+/// to B + a page in the layer below (the deeper, the shorter), so that
+/// reads near the end fail at each layer in turn.
+fn deep_layer(k: u64) -> Layer {
+    const B: u64 = 0x80_0000;
+    Layer::Linear(vec![Range {
+        addr: B,
+        len: 3 * MIB + k * PAGE,
+        target: B + PAGE,
+    }])
+}
 
 /// What a failure's error text must hold (see space_test.c's NEEDLES): the
 /// address first, then the failing layer; a page the dump lacks may be
@@ -174,6 +195,27 @@ fn expectations(lab: &Lab, d: &Dump) -> String {
     e.open(12, 2, X86_AUTO, VIRT, [0, PE, PAE, 0, 0], &[]);
     let pae = lab.guest("i386 PAE").root_reg;
     e.open(13, 4, I386_PAE, VIRT, [pae, 0, 0, 0, 0], &[]);
+    let i386 = lab.guest("i386").root_reg;
+    e.open(14, 2, I386, VIRT, [i386, 0, 0, 0, 0], &[]);
+    e.open(15, 4, X86_AUTO, VIRT, [i386, PE | PG, PSE, 0, 0], &[]);
+    let ua = lab.guest("aarch64 16K user A");
+    let ub = lab.guest("aarch64 16K user B");
+    e.open(16, 2, AARCH64, VIRT, [ua.root_reg, 0, 0, 0, ua.tcr], &[]);
+    e.open(17, 2, AARCH64, VIRT, [ub.root_reg, 0, 0, 0, ub.tcr], &[]);
+    // 16 layers (ids 20 to 35), the most a stack has.
+    let mut deep = Vec::new();
+    for k in 1..=16u64 {
+        let (id, base, on) = match k {
+            1 => (20, 0, PHYS),
+            _ => (19 + k as u32, 18 + k as u32, VIRT),
+        };
+        let l = deep_layer(k);
+        let Layer::Linear(rs) = &l else {
+            unreachable!()
+        };
+        e.open(id, base, LINEAR, on, [0; 5], rs);
+        deep.insert(0, l);
+    }
 
     e.space(1, &[Layer::Vmm], 60);
     e.space(2, &slots, 60);
@@ -188,6 +230,91 @@ fn expectations(lab: &Lab, d: &Dump) -> String {
     e.space(11, &[Layer::Aliases, Layer::Slots, Layer::Vmm], 60);
     e.space(12, &[Layer::Identity, Layer::Slots, Layer::Vmm], 40);
     e.space(13, &[Layer::Guest("i386 PAE"), Layer::Ept4], 80);
+    e.space(14, &over_slots("i386"), 60);
+    e.space(15, &[Layer::Guest("i386"), Layer::Ept4], 60);
+    e.space(16, &over_slots("aarch64 16K user A"), 60);
+    e.space(17, &over_slots("aarch64 16K user B"), 60);
+    e.space(35, &deep, 20);
+
+    // What the CPU refuses: a riscv leaf with write without read, an EPT
+    // entry the same (a misconfiguration), an address of the half a
+    // space's TTBR does not translate; reads that fail at each layer of
+    // the deepest stack; and what it reads its own way: PSE-36's pages
+    // above 4 GiB, an Svnapot run.
+    let fail = |e: &mut Exp, id: u32, st: &[Layer], va: u64, why: &str| {
+        let f = lab.expect_read(st, d, va, 8).unwrap_err();
+        e.line(format!(
+            "fail {id} {va:x} 8 {}|{why}",
+            needles("invalid address", &f)
+        ));
+        e.line(format!(
+            "vtopfail {id} {va:x} {}|{why}",
+            needles("invalid address", &f)
+        ));
+    };
+    fail(
+        &mut e,
+        10,
+        &over_slots("riscv Sv39"),
+        RV_BAD,
+        "write without read",
+    );
+    fail(
+        &mut e,
+        4,
+        &[Layer::Ept4],
+        gpa::WRITE_ONLY,
+        "misconfiguration",
+    );
+    fail(
+        &mut e,
+        7,
+        &[Layer::Ept5],
+        gpa::WRITE_EXEC,
+        "misconfiguration",
+    );
+    fail(
+        &mut e,
+        16,
+        &over_slots("aarch64 16K user A"),
+        0xffff_ffff_ffff_c000,
+        "in the upper half (TTBR1's): this space walks TTBR0's tables",
+    );
+    fail(
+        &mut e,
+        6,
+        &over_slots("aarch64 4K upper"),
+        0x0000_aaaa_0000_0000,
+        "in the lower half (TTBR0's): this space walks TTBR1's tables",
+    );
+    for j in 1..=16u64 {
+        let va = 0x80_0000 + 3 * MIB + 2 * j * PAGE - 16 * PAGE + 8;
+        let f = lab.expect_read(&deep, d, va, 8).unwrap_err();
+        assert_eq!(f.layer, format!("linear space (layer {j})"));
+        e.read(35, &deep, va, 8);
+        e.read(35, &deep, va - 16, 16);
+    }
+    for (id, st) in [
+        (14, over_slots("i386")),
+        (15, vec![Layer::Guest("i386"), Layer::Ept4]),
+    ] {
+        for k in 0..4 {
+            let va = I386_HIGH + k * 4 * MIB + 0x2468;
+            let pa = lab.expect_vtop(&st, va).unwrap();
+            assert!(pa >> 32 != 0);
+            e.line(format!("vtop {id} {va:x} {pa:x}"));
+            e.read(id, &st, va, 64);
+        }
+    }
+    for k in [0, 7, 15] {
+        let st = over_slots("riscv Sv39");
+        let va = RV_NAPOT + k * PAGE + 0x10;
+        e.line(format!(
+            "vtop 10 {va:x} {:x}",
+            lab.expect_vtop(&st, va).unwrap()
+        ));
+    }
+    e.read(10, &over_slots("riscv Sv39"), RV_NAPOT + 0xff0, 0x2020);
     for id in [1, 2, 3, 12] {
         e.line(format!("misc {id}"));
     }
@@ -228,6 +355,26 @@ fn expectations(lab: &Lab, d: &Dump) -> String {
             g64.root_reg,
             PE | PG
         ),
+        // With paging on, EFER.LMA is EFER.LME.
+        format!(
+            "bad 2 1 {X86_AUTO} 1 0 {:x} {:x} {PAE:x} {LME:x} 0 0 - EFER.LME",
+            g64.root_reg,
+            PE | PG
+        ),
+        format!(
+            "bad 2 1 {X86_AUTO} 1 0 {:x} {:x} {PAE:x} {LMA:x} 0 0 - EFER.LME",
+            g64.root_reg,
+            PE | PG
+        ),
+        // aarch64: EPD0 and EPD1 both set leave no half to walk.
+        format!(
+            "bad 2 1 {AARCH64} 1 0 {:x} 0 0 0 {:x} 0 - EPD0 and EPD1",
+            ua.root_reg,
+            ua.tcr | EPD0 | EPD1
+        ),
+        // A 17th layer, over either space of the 16th.
+        format!("bad 35 1 {LINEAR} 1 0 0 0 0 0 0 1 0:1000:0 layer 16|at most 16 layers"),
+        format!("bad 35 1 {X86_AUTO} 0 0 0 {PE:x} 0 0 0 0 - at most 16 layers"),
         format!("bad 0 1 {X86_64} 0 0 700000000 0 0 0 0 0 - 0x700000000"),
         format!("bad 0 1 {EPT} 0 0 70000001e 0 0 0 0 0 - 0x700000000"),
         format!(

@@ -1032,16 +1032,16 @@ impl PhysMem for Kdump {
         }
     }
 
-    /// Locations are physical addresses, up to the end of the bitmap.
+    /// Locations are physical addresses of compressed pages.
     fn in_file(&self) -> bool {
         false
     }
 
-    /// Locations are physical addresses.
     fn location_offset(&self, image: &Image, loc: u64) -> Option<u64> {
         self.file_offset(image, loc)
     }
 
+    /// Locations are physical addresses, up to the end of the bitmap.
     fn end(&self, _image: &Image) -> u64 {
         self.bits
             .checked_shl(self.unit_shift)
