@@ -10,7 +10,10 @@
 //! Then opens each one, resolves the `version` (FreeBSD) or `linux_banner`
 //! symbol (Linux, from the dump's own kallsyms tables: no kernel file),
 //! prints the string and a hex dump, and shows the error for an address
-//! that is mapped but not in a minidump.
+//! that is mapped but not in a minidump. Last, a KVM host's minidump that
+//! holds a guest: the guest kernel's memory read through the VMM process
+//! and its memory slots, and through the EPT (address spaces over the
+//! dump).
 
 #[path = "../tests/fixture/mod.rs"]
 mod fixture;
@@ -129,6 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kvm = Kvm::open(dir.join("kernel"), dir.join("vmcore.minidump3"))?;
     let err = kvm.read(va::K4 + 12 * 4096, &mut [0u8; 8]).unwrap_err();
     println!("\nreading device memory at {MMIO:#x} through the minidump:\n  {err}");
+    guest(&dir)?;
     println!(
         "\nTry: cargo run --example kvmread -- {0}/kernel {0}/vmcore.minidump3 version 128",
         dir.display()
@@ -152,4 +156,56 @@ fn linux_loads(m: &LinuxX86, style: Style) -> Vec<(u64, u64, u64)> {
         loads.push((m.page_offset + start, start, end - start));
     }
     loads
+}
+
+/// A host dump holding a virtual machine: the guest's kernel text read
+/// through guest VA -> memory slots -> VMM process -> host, and through
+/// guest VA -> EPT -> host.
+fn guest(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use fixture::guest::{GuestKind, Lab};
+    use kvm::{AddressSpace, Base, Paging, Range, Space};
+    let lab = Lab::builder().ept(4).guest(GuestKind::X86_64).build();
+    std::fs::write(dir.join("kernel.kvm-host"), lab.host.kernel())?;
+    write_sparse(&dir.join("vmcore.kvm-host"), &lab.host.minidump(3).bytes);
+    let host = Kvm::open(dir.join("kernel.kvm-host"), dir.join("vmcore.kvm-host"))?;
+    let vmm = Space::new(&host, Base::Phys, Paging::X86_64 { cr3: lab.vmm_cr3 })?;
+    let slots: Vec<Range> = lab
+        .slots
+        .iter()
+        .map(|r| Range {
+            addr: r.addr,
+            len: r.len,
+            target: r.target,
+        })
+        .collect();
+    let gpa = Space::new(&vmm, Base::Virt, Paging::Linear(slots))?;
+    let cr3 = lab.guest("x86-64").root_reg;
+    let guest = Space::new(&gpa, Base::Virt, Paging::X86_64 { cr3 })?;
+    let eptp = lab.ept4.as_ref().ok_or("no EPT")?.root;
+    let ept = Space::new(&host, Base::Phys, Paging::Ept { eptp })?;
+    let guest2 = Space::new(&ept, Base::Virt, Paging::X86_64 { cr3 })?;
+    let text = 0xffff_ffff_8000_0000u64;
+    let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+    guest.read_exact(text, &mut a)?;
+    guest2.read_exact(text, &mut b)?;
+    let hex = |b: &[u8]| {
+        b.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "\n{} (a KVM host's minidump): the guest kernel's text at {text:#x}",
+        dir.join("vmcore.kvm-host").display()
+    );
+    for (how, space, bytes) in [
+        ("the slots and the VMM", &guest, &a),
+        ("the EPT", &guest2, &b),
+    ] {
+        let via = format!("through {how} ({}):", space.name());
+        println!("  {via:<52} {}", hex(bytes));
+    }
+    let err = guest.read(0xffff_ffff_9000_0000, &mut a).unwrap_err();
+    println!("  a guest address nothing maps: {err}");
+    Ok(())
 }
