@@ -254,6 +254,8 @@ pub struct HighTables<'a, M> {
 }
 
 impl<M: PhysMem> PhysMem for HighTables<'_, M> {
+    const TRANSLATES: bool = M::TRANSLATES;
+
     #[inline(always)]
     fn locate(&self, pa: u64) -> Option<Span> {
         self.mem.locate(pa)

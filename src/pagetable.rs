@@ -186,12 +186,26 @@ impl Mapping {
     /// `mem`, and how many bytes from there are contiguous: to the end of
     /// the page or superpage, or of the container's span if that comes
     /// first (a superpage can extend past the end of an ELF segment).
+    /// `pages`: the mapping is an aligned page of a power-of-two size (a
+    /// page-table leaf), whose end follows from `va` alone.
     #[inline(always)]
-    pub fn span_in<M: PhysMem>(&self, mem: &M, va: u64) -> Result<Span, Fault> {
-        let span = mem.find(self.pa)?;
+    pub fn span_in<M: PhysMem>(&self, mem: &M, va: u64, pages: bool) -> Result<Span, Fault> {
+        let span = if M::TRANSLATES {
+            mem.find(self.pa)?
+        } else {
+            match mem.locate(self.pa) {
+                Some(span) => span,
+                None => return Err(mem.missing(self.pa)),
+            }
+        };
+        let left = if pages {
+            self.size - (va & (self.size - 1))
+        } else {
+            self.left(va)
+        };
         Ok(Span {
             off: span.off,
-            len: span.len.min(self.left(va)),
+            len: span.len.min(left),
         })
     }
 }
@@ -256,10 +270,21 @@ impl<const N: usize> Format<N> {
             let (index, entry_off) = match table {
                 Root::Phys(pa) => {
                     let index = (va >> lvl.shift) & ((1u64 << lvl.bits) - 1);
-                    match mem.find(pa + index * esz) {
-                        Ok(span) => (index, span.off),
-                        Err(why) => return Err(table_missing(lvl, pa, why)),
-                    }
+                    let at = pa + index * esz;
+                    // See PhysMem::TRANSLATES: a stacked space's lookup
+                    // keeps its reason; a container's is looked up again.
+                    let span = if M::TRANSLATES {
+                        match mem.find(at) {
+                            Ok(span) => span,
+                            Err(why) => return Err(table_missing(lvl, pa, why)),
+                        }
+                    } else {
+                        match mem.locate(at) {
+                            Some(span) => span,
+                            None => return Err(table_missing(lvl, pa, mem.missing(at))),
+                        }
+                    };
+                    (index, span.off)
                 }
                 Root::File { off, count, base } => {
                     let index = va.wrapping_sub(base) >> lvl.shift;

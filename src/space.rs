@@ -19,6 +19,9 @@ pub trait Mmu: Send + Sync {
     type Mem: PhysMem;
     /// The container.
     fn mem(&self) -> &Self::Mem;
+    /// True when every mapping `translate` gives is an aligned page of a
+    /// power-of-two size, at least 4 KiB (page tables; not linear ranges).
+    const PAGES: bool = true;
     /// Walks the tables for `va`.
     fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault>;
     /// `kvm_walk_pages` over the kernel's tables.
@@ -50,13 +53,13 @@ impl<A: Mmu> Translator for Paged<A> {
         }
         let mem = self.mmu.mem();
         let m = self.mmu.translate(image, va)?;
-        let span = m.span_in(mem, va)?;
+        let span = m.span_in(mem, va, A::PAGES)?;
         // Kept only if the mapping holds the whole 4 KiB page (a linear
         // range may start or end mid-page) and the page lies contiguously
         // in the container (a segment may start, or a kdump block end,
         // mid-page).
         let in_page = va & 0xfff;
-        let whole = m.holds_page_of(va)
+        let whole = (A::PAGES || m.holds_page_of(va))
             && mem
                 .locate(m.pa.wrapping_sub(in_page))
                 .is_some_and(|p| p.off.wrapping_add(in_page) == span.off && p.len >= 4096);

@@ -434,6 +434,8 @@ pub struct Under {
 }
 
 impl PhysMem for Under {
+    const TRANSLATES: bool = true;
+
     #[inline]
     fn locate(&self, a: u64) -> Option<Span> {
         if self.virt {
@@ -582,6 +584,7 @@ impl Kind for Linear {
 
 impl Mmu for Linear {
     type Mem = Under;
+    const PAGES: bool = false;
     fn mem(&self) -> &Under {
         &self.mem
     }
@@ -640,6 +643,7 @@ impl Kind for Identity {
 
 impl Mmu for Identity {
     type Mem = Under;
+    const PAGES: bool = false;
     fn mem(&self) -> &Under {
         &self.0
     }

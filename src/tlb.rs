@@ -79,7 +79,7 @@ impl Tlb {
     /// 4 KiB page of `va` lies contiguously there (from `span.off` minus
     /// `va`'s offset in the page), as a hit assumes; a span that does not
     /// reach the end of the page is not kept either.
-    #[inline]
+    #[inline(always)]
     pub fn put(&self, va: u64, span: Span) {
         let in_page = va & 0xfff;
         if span.len < 4096 - in_page {
