@@ -229,6 +229,13 @@ impl Kernel {
             .map(|e| e.symbol)
     }
 
+    /// Every indexed symbol, in the order the kernel's table lists them
+    /// (one entry per distinct name).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Symbol)> + '_ {
+        let i = &self.index;
+        i.entries.iter().map(move |e| (i.name(e), e.symbol))
+    }
+
     /// Up to `len` bytes of the kernel's initialised data at address
     /// `addr`, as the kernel file holds them (fewer at the end of their
     /// section); `None` when no section of the file holds `addr`.

@@ -360,20 +360,26 @@ impl OpenOptions {
 /// per-CPU variables (`arch/x86/tools/relocs.c` leaves both out of the
 /// relocations; the running kernel's kallsyms agrees).
 fn linux_symbol(kernel: &Kernel, symbols: &Symbols, name: &str) -> Option<Symbol> {
-    use crate::kernel::ntype::{N_ABS, N_DATA, N_EXT};
+    use crate::kernel::ntype::{N_DATA, N_EXT};
     match kernel.symbol(name) {
-        Some(s) => Some(Symbol {
-            value: if s.n_type & !N_EXT == N_ABS || s.value < symbols.image_start {
-                s.value
-            } else {
-                s.value.wrapping_add(symbols.slide)
-            },
-            n_type: s.n_type,
-        }),
+        Some(s) => Some(linux_runtime(symbols, s)),
         None => symbols.info.symbol(name).map(|value| Symbol {
             value,
             n_type: N_DATA | N_EXT,
         }),
+    }
+}
+
+/// A kernel file's symbol where it lies at run time (see `linux_symbol`).
+fn linux_runtime(symbols: &Symbols, s: Symbol) -> Symbol {
+    use crate::kernel::ntype::{N_ABS, N_EXT};
+    Symbol {
+        value: if s.n_type & !N_EXT == N_ABS || s.value < symbols.image_start {
+            s.value
+        } else {
+            s.value.wrapping_add(symbols.slide)
+        },
+        n_type: s.n_type,
     }
 }
 
@@ -433,6 +439,28 @@ impl Kvm {
                 None => self.kernel.symbol(name),
             },
         }
+    }
+
+    /// Every symbol of the kernel's table (the kernel file's, or for a
+    /// Linux dump opened without one, the kernel's own kallsyms tables),
+    /// with the values [`Kvm::symbol`] gives without a resolver: for a
+    /// Linux dump, run-time addresses. Names that are not UTF-8 are left
+    /// out; the order is the table's.
+    pub fn symbols(&self) -> impl Iterator<Item = (&str, Symbol)> + '_ {
+        self.kernel.iter().filter_map(move |(name, s)| {
+            let name = std::str::from_utf8(name).ok()?;
+            Some(match &self.linux {
+                Some(symbols) => (name, linux_runtime(symbols, s)),
+                None => (name, s),
+            })
+        })
+    }
+
+    /// Bytes of memory the dump holds (what a page walk can reach at
+    /// most): all of RAM for a full dump, the dumped pages of a minidump
+    /// or a filtered kdump file.
+    pub fn memory_held(&self) -> u64 {
+        self.vtop.held_pages().saturating_mul(4096)
     }
 
     /// Where `va` lies in the core file and how many bytes from there are

@@ -1,0 +1,238 @@
+//! `vmcore` as a user runs it, on the sample amd64 minidump the library's
+//! tests carry (tests/data): each subcommand's output against what the
+//! library reads, exit codes, and errors that name what is wrong.
+
+use kvm::Kvm;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data")
+        .join(name)
+}
+
+fn vmcore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmcore"))
+        .args(args)
+        .output()
+        .expect("run vmcore")
+}
+
+/// Runs a subcommand on the sample dump; its standard output.
+fn ok(sub: &str, rest: &[&str]) -> String {
+    let (kernel, core) = (data("kernel"), data("vmcore"));
+    let mut args = vec![sub, kernel.to_str().unwrap(), core.to_str().unwrap()];
+    args.extend(rest);
+    let out = vmcore(&args);
+    assert!(
+        out.status.success(),
+        "vmcore {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn sample() -> Kvm {
+    Kvm::open(data("kernel"), data("vmcore")).unwrap()
+}
+
+#[test]
+fn info_says_what_the_dump_is() {
+    let out = ok("info", &[]);
+    assert!(out.contains("backend:       amd64 minidump\n"), "{out}");
+    assert!(
+        out.contains("kernel:        FreeBSD 14.2-RELEASE amd64 fixture #0"),
+        "{out}"
+    );
+    let held = sample().memory_held();
+    assert!(out.contains(&format!("({held} bytes)")), "{out}");
+}
+
+#[test]
+fn read_prints_what_the_library_reads() {
+    let kvm = sample();
+    let version = kvm.symbol("version").unwrap().value;
+    let mut want = vec![0u8; 40];
+    kvm.read_exact(version, &mut want).unwrap();
+    let by_name = ok("read", &["version", "40"]);
+    let by_addr = ok("read", &[&format!("{version:#x}"), "0x28"]);
+    assert_eq!(by_name, by_addr);
+    let lines: Vec<&str> = by_name.lines().collect();
+    assert_eq!(lines.len(), 3);
+    for (i, line) in lines.iter().enumerate() {
+        let chunk = &want[16 * i..(16 * i + 16).min(want.len())];
+        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            line.starts_with(&format!(
+                "{:016x}  {}",
+                version + 16 * i as u64,
+                hex.join(" ")
+            )),
+            "{line}"
+        );
+    }
+    assert!(lines[0].ends_with("FreeBSD 14.2-REL"), "{}", lines[0]);
+    // --raw writes the bytes themselves, across the 64 KiB read chunks.
+    let (kernel, core) = (data("kernel"), data("vmcore"));
+    let big = 70_000u64;
+    let raw = vmcore(&[
+        "read",
+        kernel.to_str().unwrap(),
+        core.to_str().unwrap(),
+        "version",
+        &big.to_string(),
+        "--raw",
+    ]);
+    let mut want = vec![0u8; big as usize];
+    match kvm.read_exact(version, &mut want) {
+        Ok(()) => {
+            assert!(raw.status.success());
+            assert!(raw.stdout == want);
+        }
+        Err(e) => {
+            // The sample need not map 70,000 bytes there: then the same
+            // failure, naming the address.
+            assert_eq!(raw.status.code(), Some(1));
+            let text = String::from_utf8_lossy(&raw.stderr);
+            let at = match e {
+                kvm::Error::Translate { va, .. } => va,
+                e => panic!("{e}"),
+            };
+            assert!(
+                text.contains(&format!("invalid address ({at:#x})")),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn vtop_translates() {
+    let kvm = sample();
+    let version = kvm.symbol("version").unwrap().value;
+    let pa = kvm.vtop(version).unwrap();
+    assert_eq!(
+        ok("vtop", &["version"]),
+        format!("{version:#x} -> physical {pa:#x}\n")
+    );
+}
+
+#[test]
+fn pages_merge_runs_and_cover_the_walk() {
+    let kvm = sample();
+    let mut total = 0u64;
+    let mut count = 0u64;
+    kvm.walk_pages(|p| {
+        total += p.len;
+        count += 1;
+        true
+    })
+    .unwrap();
+    let out = ok("pages", &[]);
+    let mut listed = 0u64;
+    for line in out.lines() {
+        let range = line.split(' ').next().unwrap();
+        let (a, b) = range.split_once('-').unwrap();
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        assert!(b > a, "{line}");
+        listed += b - a;
+    }
+    assert_eq!(listed, total);
+    assert!((out.lines().count() as u64) < count, "runs are merged");
+}
+
+#[test]
+fn symbols_sorted_and_filtered() {
+    let out = ok("symbols", &[]);
+    let values: Vec<u64> = out
+        .lines()
+        .map(|l| u64::from_str_radix(&l[..16], 16).unwrap())
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] <= w[1]));
+    let version = sample().symbol("version").unwrap().value;
+    assert_eq!(
+        ok("symbols", &["versio"]),
+        format!("{version:016x} D version\n")
+    );
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let kernel = data("kernel");
+    let k = kernel.to_str().unwrap();
+    let core = data("vmcore");
+    let c = core.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = vmcore(args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["info", k, "no-such-core"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        "vmcore: core no-such-core: No such file or directory\n"
+    );
+    let (code, err) = run(&["read", k, c, "0xffffffff80000000", "8"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("vmcore: invalid address (0xffffffff80000000): not mapped"),
+        "{err}"
+    );
+    let (code, err) = run(&["read", k, c, "no_such_symbol"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("\"no_such_symbol\" is neither an address nor a symbol"),
+        "{err}"
+    );
+    let (code, _) = run(&["read", k, c, "version", "lots"]);
+    assert_eq!(code, Some(2));
+    let (code, _) = run(&["frobnicate"]);
+    assert_eq!(code, Some(2));
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["info", "read", "vtop", "pages", "symbols"] {
+        let out = vmcore(&[sub, "--help"]);
+        assert!(out.status.success(), "{sub}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("<KERNEL>") && text.contains("<CORE>"),
+            "{sub}: {text}"
+        );
+    }
+}
+
+/// The README's `vmcore` transcript is what `vmcore` prints today.
+#[test]
+fn readme_transcript_is_current() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = &readme[readme.find("## `vmcore`").expect("the section")..];
+    let start = section.find("```\n").unwrap() + 4;
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let mut runs = 0;
+    for part in block.split("$ vmcore ").skip(1) {
+        let (command, want) = part.split_once('\n').unwrap();
+        let args: Vec<&str> = command.split(' ').collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_vmcore"))
+            .args(&args)
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want,
+            "vmcore {command}"
+        );
+        runs += 1;
+    }
+    assert_eq!(runs, 3);
+}
