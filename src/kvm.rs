@@ -463,6 +463,61 @@ impl Kvm {
         self.vtop.held_pages().saturating_mul(4096)
     }
 
+    /// The kernel's message buffer, oldest byte first, as the kernel wrote
+    /// it (FreeBSD keeps each line's `<priority>` prefix; dmesg(8) strips
+    /// it).
+    ///
+    /// FreeBSD: the `struct msgbuf` that `msgbufp` points to
+    /// (sys/sys/msgbuf.h: `msg_ptr`, then `msg_magic`, `msg_size`,
+    /// `msg_wseq`), whose circular area is read from the write position
+    /// `msg_wseq % msg_size`, the oldest byte once it has wrapped, with the
+    /// NULs of a buffer that has not dropped (as sbin/dmesg does). Linux
+    /// dumps are not supported yet.
+    pub fn message_buffer(&self) -> Result<Vec<u8>> {
+        if self.linux.is_some() {
+            return Err(Error::NotSupported(
+                "the message buffer of a Linux dump (the printk ring) is not read yet",
+            ));
+        }
+        let Some(ident) = self.kernel.ident else {
+            return Err(Error::NotSupported(
+                "a message buffer without a kernel image",
+            ));
+        };
+        let (psize, be) = (if ident.is_64 { 8 } else { 4 }, ident.big_endian);
+        let uint = |b: &[u8]| crate::image::uint(b, be);
+        let msgbufp = self
+            .symbol("msgbufp")
+            .ok_or(Error::MissingSymbol("msgbufp"))?
+            .value;
+        let mut p = [0u8; 8];
+        self.read_exact(msgbufp, &mut p[..psize])?;
+        let hdr_at = uint(&p[..psize]);
+        let mut hdr = [0u8; 8 + 16];
+        self.read_exact(hdr_at, &mut hdr[..psize + 16])?;
+        let field = |i: usize| uint(&hdr[psize + 4 * i..psize + 4 * i + 4]);
+        let (area, magic, size, wseq) = (uint(&hdr[..psize]), field(0), field(1), field(2));
+        // MSG_MAGIC (sys/sys/msgbuf.h).
+        if magic != 0x063062 {
+            return Err(Error::BadCore(format!(
+                "the struct msgbuf at {hdr_at:#x} (msgbufp) has magic {magic:#x}, not \
+                 MSG_MAGIC (0x63062)"
+            )));
+        }
+        // FreeBSD's kern.msgbufsize defaults to 96 KiB; more than the dump
+        // holds, or than 64 MiB, is no message buffer.
+        if size == 0 || size > (64 << 20) || size > self.memory_held() {
+            return Err(Error::BadCore(format!(
+                "the struct msgbuf at {hdr_at:#x} (msgbufp) claims a buffer of {size} bytes"
+            )));
+        }
+        let mut buf = vec![0u8; size as usize];
+        self.read_exact(area, &mut buf)?;
+        buf.rotate_left((wseq % size) as usize);
+        buf.retain(|&b| b != 0);
+        Ok(buf)
+    }
+
     /// Where `va` lies in the core file and how many bytes from there are
     /// contiguous (`kvm_kvatop`-style translation, without reading).
     pub fn translate(&self, va: u64) -> Result<Span> {

@@ -494,3 +494,39 @@ fn pread_mode_reads_and_walks_the_same() {
         fixture::random_reads(&regions(), 500, |va, len| check(&pread, &m, &d, va, len));
     }
 }
+
+/// The message buffer, as dmesg(8) reads it through `msgbufp`: the
+/// circular area from the oldest byte (the fixture's buffer has wrapped),
+/// the same through a full dump and every minidump version; a damaged
+/// `struct msgbuf` is refused naming it.
+#[test]
+fn message_buffer() {
+    let mut m = Amd64::new(2 << 20, Fill::Pattern);
+    let s = Scratch::new("amd64-msgbuf");
+    let kernel = s.file("kernel", &m.kernel());
+    let want = msgbuf_stream(&m.msgbuf);
+    assert_eq!(want.len() as u64, MSGBUF_SIZE);
+    assert!(want.ends_with(b"<6>fixture boot\n"));
+    for (name, dump) in [
+        ("full", m.full_dump(false)),
+        ("mini1", m.minidump(1)),
+        ("mini2", m.minidump(2)),
+        ("mini3", m.minidump(3)),
+    ] {
+        let kvm = Kvm::open(&kernel, s.file(name, &dump.bytes)).unwrap();
+        assert!(kvm.message_buffer().unwrap() == want, "{name}");
+    }
+    // A wrong magic, and a size past what the dump holds.
+    m.write_virt(va::MSGBUF + 8, &0x1234u32.to_le_bytes());
+    let kvm = Kvm::open(&kernel, s.file("bad", &m.full_dump(false).bytes)).unwrap();
+    let e = kvm.message_buffer().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("struct msgbuf at {:#x}", va::MSGBUF)) && e.contains("0x1234"),
+        "{e}"
+    );
+    m.write_virt(va::MSGBUF + 8, &0x063062u32.to_le_bytes());
+    m.write_virt(va::MSGBUF + 12, &u32::MAX.to_le_bytes());
+    let kvm = Kvm::open(&kernel, s.file("huge", &m.full_dump(false).bytes)).unwrap();
+    let e = kvm.message_buffer().unwrap_err().to_string();
+    assert!(e.contains("claims a buffer of 4294967295 bytes"), "{e}");
+}

@@ -52,6 +52,15 @@ enum Command {
     /// Lists mapped pages (kvm_walk_pages), runs of contiguous pages
     /// merged.
     Pages(Dump),
+    /// Prints the kernel's message buffer (FreeBSD dumps), as dmesg(8).
+    Dmesg {
+        #[command(flatten)]
+        dump: Dump,
+        /// Everything the buffer holds: priority prefixes, and lines
+        /// from outside the kernel (syslog's other facilities).
+        #[arg(short, long)]
+        all: bool,
+    },
     /// Lists the kernel's symbols, sorted by address.
     Symbols {
         #[command(flatten)]
@@ -148,6 +157,22 @@ fn run(command: Command, out: &mut impl Write) -> Result<(), Failure> {
             Ok(())
         }
         Command::Pages(d) => pages(&d.open()?, out),
+        Command::Dmesg { dump, all } => {
+            let text = dump.open()?.message_buffer()?;
+            if all {
+                out.write_all(&text)?;
+            } else {
+                for line in text.split_inclusive(|&b| b == b'\n') {
+                    if let Some(line) = kernel_line(line) {
+                        out.write_all(line)?;
+                    }
+                }
+            }
+            if !text.ends_with(b"\n") {
+                writeln!(out)?;
+            }
+            Ok(())
+        }
         Command::Symbols { dump, pattern } => {
             let kvm = dump.open()?;
             let mut list: Vec<_> = kvm
@@ -181,6 +206,22 @@ fn address(kvm: &Kvm, what: &str) -> Result<u64, Failure> {
             "{what:?} is neither an address nor a symbol of the kernel"
         ))
     })
+}
+
+/// A line of the message buffer as dmesg(8) shows it: without its
+/// `<priority>` prefix, and `None` for a line another syslog facility
+/// than the kernel's (0) wrote.
+fn kernel_line(line: &[u8]) -> Option<&[u8]> {
+    let Some(rest) = line.strip_prefix(b"<") else {
+        return Some(line);
+    };
+    let end = rest.iter().position(|&b| b == b'>')?;
+    let pri = std::str::from_utf8(&rest[..end]).ok()?.parse::<u32>().ok();
+    match pri {
+        Some(p) if p >> 3 == 0 => Some(&rest[end + 1..]),
+        Some(_) => None,
+        None => Some(line),
+    }
 }
 
 /// `nm`'s letter for an a.out type (upper case for external symbols).

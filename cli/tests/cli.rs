@@ -199,7 +199,7 @@ fn errors_name_what_is_wrong() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["info", "read", "vtop", "pages", "symbols"] {
+    for sub in ["info", "read", "vtop", "pages", "dmesg", "symbols"] {
         let out = vmcore(&[sub, "--help"]);
         assert!(out.status.success(), "{sub}");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -235,4 +235,19 @@ fn readme_transcript_is_current() {
         runs += 1;
     }
     assert_eq!(runs, 3);
+}
+
+/// dmesg prints the message buffer without priorities, as dmesg(8);
+/// `-a` prints it whole.
+#[test]
+fn dmesg_prints_the_message_buffer() {
+    let raw = sample().message_buffer().unwrap();
+    assert_eq!(ok("dmesg", &["-a"]).as_bytes(), &raw[..]);
+    let out = ok("dmesg", &[]);
+    assert!(
+        out.ends_with("Copyright (c) 1992-2024 The FreeBSD Project.\nfixture boot\n"),
+        "{out}"
+    );
+    assert!(!out.contains('<'), "{out}");
+    assert_eq!(out.lines().count(), raw.split(|&b| b == b'\n').count() - 1);
 }
