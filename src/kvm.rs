@@ -273,7 +273,8 @@ impl OpenOptions {
         let kpath = kimage
             .as_ref()
             .map_or_else(String::new, |i| i.path().display().to_string());
-        let symbols = Symbols::new(&l.info, &kernel, &kpath)?;
+        let mut symbols = Symbols::new(&l.info, &kernel, &kpath)?;
+        symbols.word = (if l.machine == EM_386 { 4 } else { 8 }, l.big_endian);
         let backend = registry::find(&Probe {
             kernel: kernel.ident,
             core_head: chead.bytes(),
@@ -463,21 +464,22 @@ impl Kvm {
         self.vtop.held_pages().saturating_mul(4096)
     }
 
-    /// The kernel's message buffer, oldest byte first, as the kernel wrote
-    /// it (FreeBSD keeps each line's `<priority>` prefix; dmesg(8) strips
-    /// it).
+    /// The kernel's message buffer, oldest byte first: for FreeBSD as the
+    /// kernel wrote it (each line's `<priority>` prefix kept; dmesg(8)
+    /// strips it), for Linux the printk ring's records as `dmesg` prints
+    /// them, `[seconds.micros] text` (see `src/printk.rs`; kernels before
+    /// 5.10, whose log is `log_buf`, are not read yet).
     ///
     /// FreeBSD: the `struct msgbuf` that `msgbufp` points to
     /// (sys/sys/msgbuf.h: `msg_ptr`, then `msg_magic`, `msg_size`,
     /// `msg_wseq`), whose circular area is read from the write position
     /// `msg_wseq % msg_size`, the oldest byte once it has wrapped, with the
-    /// NULs of a buffer that has not dropped (as sbin/dmesg does). Linux
-    /// dumps are not supported yet.
+    /// NULs of a buffer that has not wrapped dropped (as sbin/dmesg does).
     pub fn message_buffer(&self) -> Result<Vec<u8>> {
-        if self.linux.is_some() {
-            return Err(Error::NotSupported(
-                "the message buffer of a Linux dump (the printk ring) is not read yet",
-            ));
+        if let Some(symbols) = &self.linux {
+            let (ptr, be) = symbols.word;
+            let read = |va: u64, buf: &mut [u8]| self.read_exact(va, buf);
+            return crate::printk::kernel_log(&symbols.info, ptr, be, &read);
         }
         let Some(ident) = self.kernel.ident else {
             return Err(Error::NotSupported(

@@ -62,6 +62,7 @@ mod minidump;
 mod mmu;
 mod pagetable;
 mod physmem;
+mod printk;
 mod registry;
 mod space;
 mod stack;

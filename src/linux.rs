@@ -202,6 +202,9 @@ pub struct Symbols {
     pub image_start: u64,
     /// VMCOREINFO's `SYMBOL()` lines.
     pub info: VmcoreInfo,
+    /// The kernel's pointer size (4 or 8) and byte order, for reading
+    /// its structures.
+    pub word: (usize, bool),
 }
 
 impl Symbols {
@@ -246,6 +249,7 @@ impl Symbols {
             kaslr,
             image_start,
             info: info.clone(),
+            word: (8, false),
         })
     }
 }

@@ -511,3 +511,45 @@ fn qemu_without_vmcoreinfo() {
         check_all(&kvm, &m);
     }
 }
+
+/// The kernel log from the printk ring buffer VMCOREINFO describes, as
+/// `dmesg` prints it: the records still readable (overwritten ones and a
+/// reserved one skipped, a wrapped data block read from the ring's start,
+/// a failed one empty), through an ELF vmcore of each machine; a ring
+/// whose geometry cannot be a printk ring is refused.
+#[test]
+fn kernel_log() {
+    let want = printk::text();
+    let text = String::from_utf8_lossy(&want);
+    assert!(
+        text.ends_with("[    5.000200] Kernel panic - not syncing: sysrq triggered crash\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[    3.141592] two lines\n[    3.141592] in one record\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("reserved") && !text.contains("Linux version"),
+        "{text}"
+    );
+    for (name, m) in [("kaslr", LinuxX86::kaslr()), ("la57", LinuxX86::la57())] {
+        let s = Scratch::new(&format!("linux-log-{name}"));
+        let core = s.file("vmcore", &m.elf_vmcore(Style::Kdump));
+        let kvm = open(None, &core).unwrap();
+        let got = kvm.message_buffer().unwrap();
+        assert!(got == want, "{name}:\n{}", String::from_utf8_lossy(&got));
+    }
+    let mut m = LinuxX86::kaslr();
+    let rb = m.sym("prb");
+    let rb = m.maps.read(&m.ram, rb, 8);
+    let rb = u64::from_le_bytes(rb.try_into().unwrap());
+    m.write_virt(rb, &40u32.to_le_bytes());
+    let s = Scratch::new("linux-log-bad");
+    let kvm = open(None, &s.file("vmcore", &m.elf_vmcore(Style::Kdump))).unwrap();
+    let e = kvm.message_buffer().unwrap_err().to_string();
+    assert!(
+        e.contains("2^40 descriptors") && e.contains("no printk ring"),
+        "{e}"
+    );
+}

@@ -52,7 +52,8 @@ enum Command {
     /// Lists mapped pages (kvm_walk_pages), runs of contiguous pages
     /// merged.
     Pages(Dump),
-    /// Prints the kernel's message buffer (FreeBSD dumps), as dmesg(8).
+    /// Prints the kernel's message buffer (FreeBSD's msgbuf, Linux's printk
+    /// ring), as dmesg(8).
     Dmesg {
         #[command(flatten)]
         dump: Dump,

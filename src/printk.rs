@@ -1,0 +1,160 @@
+//! Linux's kernel log: the lockless printk ring buffer (5.10+), located
+//! and laid out by VMCOREINFO (`log_buf_vmcoreinfo_setup`,
+//! kernel/printk/printk.c), read as kernel/printk/printk_ringbuffer.c
+//! reads it, and printed as `dmesg` prints it: `[seconds.micros] text`.
+//!
+//! `prb` points to a `struct printk_ringbuffer`: a descriptor ring
+//! (`count_bits`, `descs`, `infos`, `head_id`, `tail_id`) and a text data
+//! ring (`size_bits`, `data`). Records run from the tail descriptor to the
+//! head; a descriptor's `state_var` holds its ID and, in its top two bits,
+//! its state (printk_ringbuffer.h: `DESC_STATE`, `DESC_ID`); only committed
+//! and finalized records are read. A record's text is the data block its
+//! `text_blk_lpos` delimits, after the block's ID word (`get_data`).
+
+use crate::error::{Error, Result};
+use crate::vmcoreinfo::VmcoreInfo;
+
+/// `desc_committed` and `desc_finalized` (enum desc_state).
+const COMMITTED: u64 = 1;
+const FINALIZED: u64 = 2;
+/// Most descriptors read: the kernel's ring has `1 << count_bits` of them
+/// (CONFIG_LOG_BUF_SHIFT 12-25, less PRB_AVGBITS 5, or log_buf_len=).
+const MAX_COUNT_BITS: u64 = 24;
+/// Largest text data ring read from (`1 << size_bits` bytes).
+const MAX_SIZE_BITS: u64 = 30;
+
+/// The offsets and sizes VMCOREINFO gives.
+struct Layout<'a> {
+    info: &'a VmcoreInfo,
+}
+
+impl Layout<'_> {
+    fn get(&self, key: &str) -> Result<u64> {
+        let v = self.info.get(key).ok_or_else(|| {
+            Error::BadCore(format!(
+                "the kernel log: VMCOREINFO has no {key} (a kernel before 5.10 keeps its log in \
+                 log_buf, which is not read yet)"
+            ))
+        })?;
+        let n = match v.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => v.parse(),
+        };
+        n.map_err(|_| Error::BadCore(format!("the kernel log: VMCOREINFO's {key} is {v:?}")))
+    }
+    fn offset(&self, field: &str) -> Result<u64> {
+        self.get(&format!("OFFSET({field})"))
+    }
+    fn size(&self, ty: &str) -> Result<u64> {
+        self.get(&format!("SIZE({ty})"))
+    }
+}
+
+/// The kernel log as text, oldest record first: `read` reads kernel
+/// virtual memory, `ptr` is the kernel's pointer size (4 or 8) and `be`
+/// its byte order.
+pub fn kernel_log(
+    info: &VmcoreInfo,
+    ptr: usize,
+    be: bool,
+    read: &dyn Fn(u64, &mut [u8]) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let l = Layout { info };
+    let uint = |at: u64, size: usize| -> Result<u64> {
+        let mut b = [0u8; 8];
+        read(at, &mut b[..size])?;
+        Ok(crate::image::uint(&b[..size], be))
+    };
+    let word = |at: u64| uint(at, ptr);
+    let prb_var = info.symbol("prb").ok_or_else(|| {
+        Error::BadCore(
+            "the kernel log: VMCOREINFO has no SYMBOL(prb) (a kernel before 5.10 keeps its log \
+             in log_buf, which is not read yet)"
+                .into(),
+        )
+    })?;
+    let prb = word(prb_var)?;
+    let counter = l.offset("atomic_long_t.counter").unwrap_or(0);
+    let desc_ring = prb + l.offset("printk_ringbuffer.desc_ring")?;
+    let data_ring = prb + l.offset("printk_ringbuffer.text_data_ring")?;
+    let count_bits = uint(desc_ring + l.offset("prb_desc_ring.count_bits")?, 4)?;
+    let size_bits = uint(data_ring + l.offset("prb_data_ring.size_bits")?, 4)?;
+    if count_bits > MAX_COUNT_BITS || !(3..=MAX_SIZE_BITS).contains(&size_bits) {
+        return Err(Error::BadCore(format!(
+            "the kernel log at {prb:#x}: a ring of 2^{count_bits} descriptors and 2^{size_bits} \
+             bytes of text is no printk ring"
+        )));
+    }
+    let descs = word(desc_ring + l.offset("prb_desc_ring.descs")?)?;
+    let infos = word(desc_ring + l.offset("prb_desc_ring.infos")?)?;
+    let head = word(desc_ring + l.offset("prb_desc_ring.head_id")? + counter)?;
+    let tail = word(desc_ring + l.offset("prb_desc_ring.tail_id")? + counter)?;
+    let data = word(data_ring + l.offset("prb_data_ring.data")?)?;
+    let (desc_size, info_size) = (l.size("prb_desc")?, l.size("printk_info")?);
+    let state_var = l.offset("prb_desc.state_var")? + counter;
+    let lpos = l.offset("prb_desc.text_blk_lpos")?;
+    let (begin_off, next_off) = (
+        l.offset("prb_data_blk_lpos.begin")?,
+        l.offset("prb_data_blk_lpos.next")?,
+    );
+    let seq_off = l.offset("printk_info.seq")?;
+    let ts_off = l.offset("printk_info.ts_nsec")?;
+    let len_off = l.offset("printk_info.text_len")?;
+
+    // DESC_SV_BITS is the bits of an unsigned long.
+    let bits = 8 * ptr as u32;
+    let id_mask = u64::MAX >> (64 - bits + 2);
+    let count = 1u64 << count_bits;
+    let size = 1u64 << size_bits;
+    let mut out = Vec::new();
+    let mut text = Vec::new();
+    let mut id = tail & id_mask;
+    // At most one pass over the ring, whatever the IDs say.
+    for _ in 0..count {
+        let index = id & (count - 1);
+        let desc = descs + index * desc_size;
+        let sv = word(desc + state_var)?;
+        let state = (sv >> (bits - 2)) & 3;
+        if sv & id_mask == id && (state == COMMITTED || state == FINALIZED) {
+            let info = infos + index * info_size;
+            let _seq = uint(info + seq_off, 8)?;
+            let ts = uint(info + ts_off, 8)?;
+            let text_len = uint(info + len_off, 2)?;
+            let begin = word(desc + lpos + begin_off)?;
+            let next = word(desc + lpos + next_off)?;
+            text.clear();
+            // get_data(): data-less blocks (bit 0 of begin and next), a
+            // block within one wrap, or one that wrapped to the start.
+            let wraps = |p: u64| p >> size_bits;
+            let block = if begin & 1 == 1 && next & 1 == 1 {
+                None
+            } else if wraps(begin) == wraps(next) && begin < next {
+                Some((begin & (size - 1), next - begin))
+            } else if wraps(begin.wrapping_add(size)) == wraps(next) {
+                Some((0, next & (size - 1)))
+            } else {
+                None
+            };
+            if let Some((at, len)) = block.filter(|&(_, len)| len >= ptr as u64 && len <= size) {
+                let n = (len - ptr as u64).min(text_len);
+                text.resize(n as usize, 0);
+                read(data + at + ptr as u64, &mut text)?;
+            }
+            let stamp = format!(
+                "[{:5}.{:06}] ",
+                ts / 1_000_000_000,
+                ts % 1_000_000_000 / 1000
+            );
+            for line in text.split(|&b| b == b'\n') {
+                out.extend_from_slice(stamp.as_bytes());
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+        }
+        if id == head & id_mask {
+            break;
+        }
+        id = id.wrapping_add(1) & id_mask;
+    }
+    Ok(out)
+}
