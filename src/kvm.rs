@@ -275,6 +275,7 @@ impl OpenOptions {
             .map_or_else(String::new, |i| i.path().display().to_string());
         let mut symbols = Symbols::new(&l.info, &kernel, &kpath)?;
         symbols.word = (if l.machine == EM_386 { 4 } else { 8 }, l.big_endian);
+        symbols.cpus = l.cpus;
         let backend = registry::find(&Probe {
             kernel: kernel.ident,
             core_head: chead.bytes(),
@@ -518,6 +519,62 @@ impl Kvm {
         buf.rotate_left((wseq % size) as usize);
         buf.retain(|&b| b != 0);
         Ok(buf)
+    }
+
+    /// How many CPUs the dumped machine ran: FreeBSD's `mp_ncpus`, or the
+    /// CPUs a Linux dump saved registers of (its `NT_PRSTATUS` notes);
+    /// `None` when the dump does not say.
+    pub fn cpus(&self) -> Option<u32> {
+        if let Some(symbols) = &self.linux {
+            return (symbols.cpus > 0).then_some(symbols.cpus);
+        }
+        // sys/kern/subr_smp.c: `int mp_ncpus`.
+        let at = self.symbol("mp_ncpus")?.value;
+        let mut b = [0u8; 4];
+        self.read_exact(at, &mut b).ok()?;
+        let be = self.kernel.ident.is_some_and(|i| i.big_endian);
+        let n = crate::image::uint(&b, be) as u32;
+        (1..=65536).contains(&n).then_some(n)
+    }
+
+    /// Why the kernel panicked, if it did: FreeBSD's `panicstr`
+    /// (sys/kern/kern_shutdown.c), Linux's last `Kernel panic - not
+    /// syncing: ` line of its log. `None` when the dump does not say.
+    pub fn panic_string(&self) -> Option<String> {
+        if self.linux.is_some() {
+            const PANIC: &[u8] = b"Kernel panic - not syncing: ";
+            let log = self.message_buffer().ok()?;
+            let line = log.split(|&b| b == b'\n').rev().find_map(|l| {
+                let at = l.windows(PANIC.len()).position(|w| w == PANIC)?;
+                Some(&l[at + PANIC.len()..])
+            })?;
+            return Some(String::from_utf8_lossy(line).into_owned());
+        }
+        let ident = self.kernel.ident?;
+        let psize = if ident.is_64 { 8 } else { 4 };
+        let mut p = [0u8; 8];
+        self.read_exact(self.symbol("panicstr")?.value, &mut p[..psize])
+            .ok()?;
+        let at = crate::image::uint(&p[..psize], ident.big_endian);
+        if at == 0 {
+            return None;
+        }
+        // Up to 1 KiB, a page at a time: the string may end before an
+        // unmapped page.
+        let mut text = Vec::new();
+        while text.len() < 1024 {
+            let va = at.wrapping_add(text.len() as u64);
+            let mut chunk = vec![0u8; (4096 - (va & 0xfff)).min(1024) as usize];
+            self.read_exact(va, &mut chunk).ok()?;
+            match chunk.iter().position(|&b| b == 0) {
+                Some(end) => {
+                    text.extend_from_slice(&chunk[..end]);
+                    break;
+                }
+                None => text.extend_from_slice(&chunk),
+            }
+        }
+        Some(String::from_utf8_lossy(&text).into_owned())
     }
 
     /// Where `va` lies in the core file and how many bytes from there are

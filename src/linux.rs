@@ -41,6 +41,8 @@ pub struct LinuxCore {
     pub qemu_cr: Option<[u64; 5]>,
     /// "ELF vmcore" or the kdump description, for messages.
     pub format: String,
+    /// `NT_PRSTATUS` notes: one per CPU the crash kernel saved.
+    pub cpus: u32,
 }
 
 /// The most note bytes read (a `PRSTATUS` note is under 512 bytes: this
@@ -84,6 +86,7 @@ impl LinuxCore {
             machine: id.machine,
             big_endian: id.big_endian,
             qemu_cr: qemu_control_registers(&notes, id.big_endian),
+            cpus: prstatus_count(&notes, id.big_endian),
             info: info.unwrap_or_default(),
             format: "ELF vmcore".into(),
         }))
@@ -112,8 +115,10 @@ impl LinuxCore {
         let big_endian = dump.big_endian();
         let format = dump.describe();
         let qemu_cr = qemu_control_registers(dump.notes().unwrap_or_default(), big_endian);
+        let cpus = prstatus_count(dump.notes().unwrap_or_default(), big_endian);
         Ok(LinuxCore {
             mem: Mem::Kdump(dump),
+            cpus,
             machine,
             big_endian,
             qemu_cr,
@@ -142,6 +147,18 @@ impl LinuxCore {
 /// (`QEMUCPUState`, `target/i386/arch_dump.c`: version and size (u32),
 /// 18 general registers, 10 segments of 24 bytes, then `cr[5]` at offset
 /// 392), if the notes hold one.
+/// How many `NT_PRSTATUS` notes ("CORE", type 1: include/uapi/linux/elf.h)
+/// the dump carries: kexec's crash kernel and QEMU write one per CPU.
+fn prstatus_count(notes: &[u8], big_endian: bool) -> u32 {
+    let mut n = 0u32;
+    for_each_note(notes, big_endian, |name, ty, _| {
+        if name == b"CORE" && ty == elf::NT_PRSTATUS {
+            n = n.saturating_add(1);
+        }
+    });
+    n
+}
+
 fn qemu_control_registers(notes: &[u8], big_endian: bool) -> Option<[u64; 5]> {
     const CR: usize = 392;
     let mut found = None;
@@ -205,6 +222,8 @@ pub struct Symbols {
     /// The kernel's pointer size (4 or 8) and byte order, for reading
     /// its structures.
     pub word: (usize, bool),
+    /// CPUs the dump has registers of (`NT_PRSTATUS` notes).
+    pub cpus: u32,
 }
 
 impl Symbols {
@@ -250,6 +269,7 @@ impl Symbols {
             image_start,
             info: info.clone(),
             word: (8, false),
+            cpus: 0,
         })
     }
 }

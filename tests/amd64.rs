@@ -515,6 +515,8 @@ fn message_buffer() {
     ] {
         let kvm = Kvm::open(&kernel, s.file(name, &dump.bytes)).unwrap();
         assert!(kvm.message_buffer().unwrap() == want, "{name}");
+        assert_eq!(kvm.cpus(), Some(NCPUS), "{name}");
+        assert_eq!(kvm.panic_string().as_deref(), Some(PANIC), "{name}");
     }
     // A wrong magic, and a size past what the dump holds.
     m.write_virt(va::MSGBUF + 8, &0x1234u32.to_le_bytes());

@@ -539,6 +539,8 @@ fn kernel_log() {
         let kvm = open(None, &core).unwrap();
         let got = kvm.message_buffer().unwrap();
         assert!(got == want, "{name}:\n{}", String::from_utf8_lossy(&got));
+        assert_eq!(kvm.cpus(), Some(m.cpus), "{name}");
+        assert_eq!(kvm.panic_string().as_deref(), Some("sysrq triggered crash"));
     }
     let mut m = LinuxX86::kaslr();
     let rb = m.sym("prb");

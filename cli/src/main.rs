@@ -268,6 +268,13 @@ fn info(kvm: &Kvm, out: &mut impl Write) -> Result<(), Failure> {
             break;
         }
     }
+    if let Some(n) = kvm.cpus() {
+        writeln!(out, "cpus:          {n}")?;
+    }
+    match kvm.panic_string() {
+        Some(p) => writeln!(out, "panic:         {p}")?,
+        None => writeln!(out, "panic:         (none recorded)")?,
+    }
     Ok(())
 }
 
