@@ -8,6 +8,7 @@ use crate::kernel::{Kernel, Symbol};
 use crate::linux::{self, LinuxCore, Symbols};
 use crate::physmem::Span;
 use crate::registry::{self, Backend, Probe, Setup, Translator};
+use crate::threads::Thread;
 use crate::walk::Page;
 use object::elf::{EM_386, EM_X86_64};
 use std::path::Path;
@@ -275,7 +276,7 @@ impl OpenOptions {
             .map_or_else(String::new, |i| i.path().display().to_string());
         let mut symbols = Symbols::new(&l.info, &kernel, &kpath)?;
         symbols.word = (if l.machine == EM_386 { 4 } else { 8 }, l.big_endian);
-        symbols.cpus = l.cpus;
+        symbols.prstatus = l.prstatus.clone();
         let backend = registry::find(&Probe {
             kernel: kernel.ident,
             core_head: chead.bytes(),
@@ -526,7 +527,8 @@ impl Kvm {
     /// `None` when the dump does not say.
     pub fn cpus(&self) -> Option<u32> {
         if let Some(symbols) = &self.linux {
-            return (symbols.cpus > 0).then_some(symbols.cpus);
+            let n = u32::try_from(symbols.prstatus.len()).ok()?;
+            return (n > 0).then_some(n);
         }
         // sys/kern/subr_smp.c: `int mp_ncpus`.
         let at = self.symbol("mp_ncpus")?.value;
@@ -535,6 +537,43 @@ impl Kvm {
         let be = self.kernel.ident.is_some_and(|i| i.big_endian);
         let n = crate::image::uint(&b, be) as u32;
         (1..=65536).contains(&n).then_some(n)
+    }
+
+    /// The kernel's threads (see [`Thread`]): FreeBSD's from `allproc`
+    /// and `zombproc` with the PCB their registers come from, Linux's one
+    /// per CPU the dump saved registers of.
+    pub fn threads(&self) -> Result<Vec<Thread>> {
+        if let Some(symbols) = &self.linux {
+            return Ok(symbols
+                .prstatus
+                .iter()
+                .enumerate()
+                .map(|(cpu, &tid)| Thread {
+                    tid,
+                    pid: -1,
+                    cpu: u32::try_from(cpu).ok(),
+                    thread: 0,
+                    pcb: 0,
+                    name: String::new(),
+                    comm: String::new(),
+                    crashed: cpu == 0,
+                })
+                .collect());
+        }
+        let Some(ident) = self.kernel.ident else {
+            return Err(Error::NotSupported("threads without a kernel image"));
+        };
+        let read = |va: u64, buf: &mut [u8]| self.read_exact(va, buf);
+        let symbol = |name: &str| self.symbol(name).map(|s| s.value);
+        crate::threads::freebsd(&crate::threads::Mem {
+            read: &read,
+            symbol: &symbol,
+            ptr: if ident.is_64 { 8 } else { 4 },
+            be: ident.big_endian,
+            // A struct thread takes over a kilobyte: a dump cannot hold
+            // more threads than this.
+            limit: self.memory_held() / 256 + 1024,
+        })
     }
 
     /// Why the kernel panicked, if it did: FreeBSD's `panicstr`

@@ -66,6 +66,7 @@ mod printk;
 mod registry;
 mod space;
 mod stack;
+mod threads;
 mod tlb;
 mod vmcoreinfo;
 mod walk;
@@ -81,6 +82,7 @@ pub use kernel::{ntype, Symbol};
 pub use kvm::{Kvm, OpenOptions, Resolver};
 pub use physmem::Span;
 pub use stack::{AddressSpace, Base, Paging, Range, Space, MAX_LAYERS, MAX_RANGES};
+pub use threads::Thread;
 pub use walk::{prot, Page};
 
 /// The C header cbindgen generated from this build (tests compare it with

@@ -41,8 +41,9 @@ pub struct LinuxCore {
     pub qemu_cr: Option<[u64; 5]>,
     /// "ELF vmcore" or the kdump description, for messages.
     pub format: String,
-    /// `NT_PRSTATUS` notes: one per CPU the crash kernel saved.
-    pub cpus: u32,
+    /// The `pr_pid` of each `NT_PRSTATUS` note: one per CPU the crash
+    /// kernel saved, in note order.
+    pub prstatus: Vec<i32>,
 }
 
 /// The most note bytes read (a `PRSTATUS` note is under 512 bytes: this
@@ -86,7 +87,7 @@ impl LinuxCore {
             machine: id.machine,
             big_endian: id.big_endian,
             qemu_cr: qemu_control_registers(&notes, id.big_endian),
-            cpus: prstatus_count(&notes, id.big_endian),
+            prstatus: prstatus_pids(&notes, id.big_endian, id.machine),
             info: info.unwrap_or_default(),
             format: "ELF vmcore".into(),
         }))
@@ -115,10 +116,10 @@ impl LinuxCore {
         let big_endian = dump.big_endian();
         let format = dump.describe();
         let qemu_cr = qemu_control_registers(dump.notes().unwrap_or_default(), big_endian);
-        let cpus = prstatus_count(dump.notes().unwrap_or_default(), big_endian);
+        let prstatus = prstatus_pids(dump.notes().unwrap_or_default(), big_endian, machine);
         Ok(LinuxCore {
             mem: Mem::Kdump(dump),
-            cpus,
+            prstatus,
             machine,
             big_endian,
             qemu_cr,
@@ -147,16 +148,23 @@ impl LinuxCore {
 /// (`QEMUCPUState`, `target/i386/arch_dump.c`: version and size (u32),
 /// 18 general registers, 10 segments of 24 bytes, then `cr[5]` at offset
 /// 392), if the notes hold one.
-/// How many `NT_PRSTATUS` notes ("CORE", type 1: include/uapi/linux/elf.h)
-/// the dump carries: kexec's crash kernel and QEMU write one per CPU.
-fn prstatus_count(notes: &[u8], big_endian: bool) -> u32 {
-    let mut n = 0u32;
-    for_each_note(notes, big_endian, |name, ty, _| {
+/// The `pr_pid` of each `NT_PRSTATUS` note ("CORE", type 1:
+/// include/uapi/linux/elf.h): kexec's crash kernel and QEMU write one per
+/// CPU. `struct elf_prstatus` starts with `elf_siginfo` (3 ints),
+/// `pr_cursig` (a short, padded), `pr_sigpend` and `pr_sighold` (longs),
+/// then `pr_pid`: at 32 with 8-byte longs, 24 with 4-byte ones (i386).
+fn prstatus_pids(notes: &[u8], big_endian: bool, machine: u16) -> Vec<i32> {
+    let at = if machine == elf::EM_386 { 24 } else { 32 };
+    let mut pids = Vec::new();
+    for_each_note(notes, big_endian, |name, ty, desc| {
         if name == b"CORE" && ty == elf::NT_PRSTATUS {
-            n = n.saturating_add(1);
+            let pid = desc
+                .get(at..at + 4)
+                .map_or(-1, |b| uint(b, big_endian) as u32 as i32);
+            pids.push(pid);
         }
     });
-    n
+    pids
 }
 
 fn qemu_control_registers(notes: &[u8], big_endian: bool) -> Option<[u64; 5]> {
@@ -222,8 +230,8 @@ pub struct Symbols {
     /// The kernel's pointer size (4 or 8) and byte order, for reading
     /// its structures.
     pub word: (usize, bool),
-    /// CPUs the dump has registers of (`NT_PRSTATUS` notes).
-    pub cpus: u32,
+    /// The tid of each CPU the dump has registers of (`NT_PRSTATUS`).
+    pub prstatus: Vec<i32>,
 }
 
 impl Symbols {
@@ -269,7 +277,7 @@ impl Symbols {
             image_start,
             info: info.clone(),
             word: (8, false),
-            cpus: 0,
+            prstatus: Vec::new(),
         })
     }
 }

@@ -532,3 +532,28 @@ fn message_buffer() {
     let e = kvm.message_buffer().unwrap_err().to_string();
     assert!(e.contains("claims a buffer of 4294967295 bytes"), "{e}");
 }
+
+/// Kernel threads as kgdb and lldb list them: allproc's processes then
+/// zombproc's, oldest first; registers from dumppcb for the dumping
+/// thread, stoppcbs for a thread on a stopped CPU, td_pcb otherwise (a
+/// thread on a CPU that did not stop included); the same through every
+/// dump format. A process list that loops is refused.
+#[test]
+fn kernel_threads() {
+    let mut m = Amd64::new(2 << 20, Fill::Pattern);
+    let s = Scratch::new("amd64-threads");
+    let kernel = s.file("kernel", &m.kernel());
+    let want = m.expected_threads();
+    assert_eq!(want.len(), 7);
+    assert!(want.iter().any(|t| t.crashed && t.pcb == va::DUMPPCB));
+    for (name, dump) in [("full", m.full_dump(false)), ("mini3", m.minidump(3))] {
+        let kvm = Kvm::open(&kernel, s.file(name, &dump.bytes)).unwrap();
+        assert_eq!(kvm.threads().unwrap(), want, "{name}");
+    }
+    // p_list of the oldest process points back at the newest: a loop.
+    let newest = va::PROCS + 0x100 * 2;
+    m.write_virt(va::PROCS + threads::P_LIST, &newest.to_le_bytes());
+    let kvm = Kvm::open(&kernel, s.file("loop", &m.full_dump(false).bytes)).unwrap();
+    let e = kvm.threads().unwrap_err().to_string();
+    assert!(e.contains("allproc") && e.contains("loop"), "{e}");
+}

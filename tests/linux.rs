@@ -540,6 +540,12 @@ fn kernel_log() {
         let got = kvm.message_buffer().unwrap();
         assert!(got == want, "{name}:\n{}", String::from_utf8_lossy(&got));
         assert_eq!(kvm.cpus(), Some(m.cpus), "{name}");
+        // One thread per CPU, with the tid its NT_PRSTATUS note carries
+        // (the fixture writes cpu + 1).
+        let threads = kvm.threads().unwrap();
+        let tids: Vec<(i32, Option<u32>)> = threads.iter().map(|t| (t.tid, t.cpu)).collect();
+        let want: Vec<(i32, Option<u32>)> = (0..m.cpus).map(|c| (c as i32 + 1, Some(c))).collect();
+        assert_eq!(tids, want, "{name}");
         assert_eq!(kvm.panic_string().as_deref(), Some("sysrq triggered crash"));
     }
     let mut m = LinuxX86::kaslr();

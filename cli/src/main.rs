@@ -62,6 +62,9 @@ enum Command {
         #[arg(short, long)]
         all: bool,
     },
+    /// Lists the kernel's threads, like ps -H: pid, tid, CPU, PCB, names;
+    /// `*` marks the thread that was dumping.
+    Threads(Dump),
     /// Lists the kernel's symbols, sorted by address.
     Symbols {
         #[command(flatten)]
@@ -158,6 +161,33 @@ fn run(command: Command, out: &mut impl Write) -> Result<(), Failure> {
             Ok(())
         }
         Command::Pages(d) => pages(&d.open()?, out),
+        Command::Threads(d) => {
+            writeln!(
+                out,
+                "{:>7} {:>7} {:>4} {:>18}  COMM/NAME",
+                "PID", "TID", "CPU", "PCB"
+            )?;
+            for t in d.open()?.threads()? {
+                let pid = if t.pid < 0 {
+                    "-".into()
+                } else {
+                    t.pid.to_string()
+                };
+                let cpu = t.cpu.map_or_else(|| "-".into(), |c| c.to_string());
+                let mark = if t.crashed { '*' } else { ' ' };
+                let name = match (t.comm.as_str(), t.name.as_str()) {
+                    ("", n) | (n, "") => n.to_string(),
+                    (c, n) if c == n => c.to_string(),
+                    (c, n) => format!("{c}/{n}"),
+                };
+                writeln!(
+                    out,
+                    "{pid:>7} {:>7} {cpu:>4} {:#18x} {mark}{name}",
+                    t.tid, t.pcb
+                )?;
+            }
+            Ok(())
+        }
         Command::Dmesg { dump, all } => {
             let text = dump.open()?.message_buffer()?;
             if all {

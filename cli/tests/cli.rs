@@ -199,7 +199,9 @@ fn errors_name_what_is_wrong() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["info", "read", "vtop", "pages", "dmesg", "symbols"] {
+    for sub in [
+        "info", "read", "vtop", "pages", "dmesg", "threads", "symbols",
+    ] {
         let out = vmcore(&[sub, "--help"]);
         assert!(out.status.success(), "{sub}");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -250,4 +252,25 @@ fn dmesg_prints_the_message_buffer() {
     );
     assert!(!out.contains('<'), "{out}");
     assert_eq!(out.lines().count(), raw.split(|&b| b == b'\n').count() - 1);
+}
+
+/// threads prints one line per thread the library lists.
+#[test]
+fn threads_table() {
+    let threads = sample().threads().unwrap();
+    let out = ok("threads", &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("PID") && lines[0].contains("COMM/NAME"));
+    assert_eq!(lines.len(), threads.len() + 1);
+    for (line, t) in lines[1..].iter().zip(&threads) {
+        assert!(
+            line.contains(&t.tid.to_string()) && line.contains(&format!("{:#x}", t.pcb)),
+            "{line}"
+        );
+        assert_eq!(line.contains('*'), t.crashed, "{line}");
+    }
+    assert!(
+        out.contains("kernel/softclock") && out.contains(" *sh\n"),
+        "{out}"
+    );
 }

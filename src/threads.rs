@@ -1,0 +1,184 @@
+//! Kernel threads, as a debugger lists them.
+//!
+//! FreeBSD: the process list from `allproc` (and `zombproc` where the
+//! kernel has it), each process's threads, through the offsets the kernel
+//! exports for debuggers (sys/kern/kern_proc.c: `proc_off_p_list`,
+//! `proc_off_p_threads`, `proc_off_p_pid`, `proc_off_p_comm`,
+//! `thread_off_td_plist`, `thread_off_td_tid`, `thread_off_td_name`,
+//! `thread_off_td_oncpu`, `thread_off_td_pcb`), as kgdb's fbsd-kthr.c and
+//! lldb's FreeBSDKernel plugin walk them. The PCB a thread's registers
+//! come from is chosen as they choose it: `dumppcb` for the thread whose
+//! tid is `dumptid`; `stoppcbs[cpu]` (`pcb_size` apart) for a thread on a
+//! CPU in `stopped_cpus`; else the thread's `td_pcb`.
+//!
+//! Linux: one thread per CPU the dump saved registers of (its
+//! `NT_PRSTATUS` notes), with the tid the note carries.
+
+use crate::error::{Error, Result};
+
+/// A kernel thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Thread {
+    /// Thread id (FreeBSD `td_tid`; Linux: the note's `pr_pid`).
+    pub tid: i32,
+    /// Process id (FreeBSD `p_pid`); -1 where the dump does not say.
+    pub pid: i32,
+    /// The CPU the thread was running on, if any.
+    pub cpu: Option<u32>,
+    /// Address of its `struct thread` (0 where there is none).
+    pub thread: u64,
+    /// Address of the PCB its registers come from (0 where there is none:
+    /// Linux threads' registers are in the dump's notes).
+    pub pcb: u64,
+    /// Thread name (`td_name`); empty where unknown.
+    pub name: String,
+    /// Process name (`p_comm`); empty where unknown.
+    pub comm: String,
+    /// The thread that was dumping (FreeBSD `dumptid`), or, for Linux,
+    /// the CPU that crashed (the first note).
+    pub crashed: bool,
+}
+
+/// `MAXCOMLEN + 1` (sys/sys/param.h): `td_name` and `p_comm`.
+const COMLEN: usize = 20;
+
+/// What the FreeBSD walk reads memory with.
+pub struct Mem<'a> {
+    /// Reads kernel virtual memory exactly.
+    pub read: &'a dyn Fn(u64, &mut [u8]) -> Result<()>,
+    /// Resolves a kernel symbol.
+    pub symbol: &'a dyn Fn(&str) -> Option<u64>,
+    /// Pointer size and byte order.
+    pub ptr: usize,
+    pub be: bool,
+    /// Most threads a walk may report (what the dump can hold).
+    pub limit: u64,
+}
+
+impl Mem<'_> {
+    fn uint(&self, at: u64, size: usize) -> Result<u64> {
+        let mut b = [0u8; 8];
+        (self.read)(at, &mut b[..size])?;
+        Ok(crate::image::uint(&b[..size], self.be))
+    }
+    fn int(&self, at: u64) -> Result<i32> {
+        Ok(self.uint(at, 4)? as u32 as i32)
+    }
+    fn ptr(&self, at: u64) -> Result<u64> {
+        self.uint(at, self.ptr)
+    }
+    fn name(&self, at: u64) -> String {
+        let mut b = [0u8; COMLEN];
+        if (self.read)(at, &mut b).is_err() {
+            return String::new();
+        }
+        let end = b.iter().position(|&c| c == 0).unwrap_or(COMLEN);
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    }
+    /// An exported offset (`const int`).
+    fn offset(&self, name: &'static str) -> Result<u64> {
+        let at = (self.symbol)(name).ok_or(Error::MissingSymbol(name))?;
+        let v = self.int(at)?;
+        u64::try_from(v)
+            .map_err(|_| Error::BadCore(format!("the kernel's {name} is {v}, not an offset")))
+    }
+}
+
+/// The threads of a FreeBSD kernel: the processes of `allproc`, then of
+/// `zombproc`, each list reversed (new processes go to its head, so this
+/// is ascending PID order, as lldb lists them); threads in list order.
+pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
+    let p_list = m.offset("proc_off_p_list")?;
+    let p_threads = m.offset("proc_off_p_threads")?;
+    let p_pid = m.offset("proc_off_p_pid")?;
+    let p_comm = m.offset("proc_off_p_comm")?;
+    let td_plist = m.offset("thread_off_td_plist")?;
+    let td_tid = m.offset("thread_off_td_tid")?;
+    let td_name = m.offset("thread_off_td_name")?;
+    let td_oncpu = m.offset("thread_off_td_oncpu")?;
+    let td_pcb = m.offset("thread_off_td_pcb")?;
+    let dumptid = match (m.symbol)("dumptid") {
+        Some(at) => Some(m.int(at)?),
+        None => None,
+    };
+    let dumppcb = (m.symbol)("dumppcb").unwrap_or(0);
+    let stoppcbs = (m.symbol)("stoppcbs");
+    let pcb_size = match (m.symbol)("pcb_size") {
+        Some(at) => u64::try_from(m.int(at)?).unwrap_or(0),
+        None => 0,
+    };
+    let stopped_cpus = (m.symbol)("stopped_cpus");
+    // CPU_ISSET on the cpuset_t, an array of longs (kgdb's cpu_stopped).
+    let stopped = |cpu: u32| -> Result<bool> {
+        let Some(set) = stopped_cpus else {
+            return Ok(true);
+        };
+        let bits = 8 * m.ptr as u64;
+        let word = m.uint(set + u64::from(cpu) / bits * m.ptr as u64, m.ptr)?;
+        Ok(word >> (u64::from(cpu) % bits) & 1 == 1)
+    };
+    let mut procs = Vec::new();
+    let mut seen = 0u64;
+    for list in ["allproc", "zombproc"] {
+        let Some(head) = (m.symbol)(list) else {
+            continue;
+        };
+        let first = procs.len();
+        let mut p = m.ptr(head)?;
+        while p != 0 {
+            seen += 1;
+            if seen > m.limit {
+                return Err(too_many(list, m.limit));
+            }
+            procs.push(p);
+            p = m.ptr(p + p_list)?;
+        }
+        procs[first..].reverse();
+    }
+    let mut out = Vec::new();
+    for p in procs {
+        let pid = m.int(p + p_pid)?;
+        let comm = m.name(p + p_comm);
+        let mut td = m.ptr(p + p_threads)?;
+        while td != 0 {
+            seen += 1;
+            if seen > m.limit {
+                return Err(too_many("a process's thread list", m.limit));
+            }
+            let tid = m.int(td + td_tid)?;
+            let oncpu = m.int(td + td_oncpu)?;
+            let cpu = u32::try_from(oncpu).ok();
+            let crashed = dumptid == Some(tid);
+            let pcb = if crashed && dumppcb != 0 {
+                dumppcb
+            } else {
+                match (cpu, stoppcbs) {
+                    (Some(c), Some(base)) if pcb_size > 0 && stopped(c)? => {
+                        base + u64::from(c) * pcb_size
+                    }
+                    _ => m.ptr(td + td_pcb)?,
+                }
+            };
+            out.push(Thread {
+                tid,
+                pid,
+                cpu,
+                thread: td,
+                pcb,
+                name: m.name(td + td_name),
+                comm: comm.clone(),
+                crashed,
+            });
+            td = m.ptr(td + td_plist)?;
+        }
+    }
+    Ok(out)
+}
+
+#[cold]
+fn too_many(what: &str, limit: u64) -> Error {
+    Error::BadCore(format!(
+        "{what}: more than {limit} processes and threads, more than the dump can hold: the \
+         lists loop or are damaged"
+    ))
+}
