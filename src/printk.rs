@@ -75,29 +75,36 @@ pub fn kernel_log(
     })?;
     let prb = word(prb_var)?;
     let counter = l.offset("atomic_long_t.counter").unwrap_or(0);
-    let desc_ring = prb + l.offset("printk_ringbuffer.desc_ring")?;
-    let data_ring = prb + l.offset("printk_ringbuffer.text_data_ring")?;
-    let count_bits = uint(desc_ring + l.offset("prb_desc_ring.count_bits")?, 4)?;
-    let size_bits = uint(data_ring + l.offset("prb_data_ring.size_bits")?, 4)?;
+    let desc_ring = prb.wrapping_add(l.offset("printk_ringbuffer.desc_ring")?);
+    let data_ring = prb.wrapping_add(l.offset("printk_ringbuffer.text_data_ring")?);
+    let count_bits = uint(
+        desc_ring.wrapping_add(l.offset("prb_desc_ring.count_bits")?),
+        4,
+    )?;
+    let size_bits = uint(
+        data_ring.wrapping_add(l.offset("prb_data_ring.size_bits")?),
+        4,
+    )?;
     if count_bits > MAX_COUNT_BITS || !(3..=MAX_SIZE_BITS).contains(&size_bits) {
         return Err(Error::BadCore(format!(
             "the kernel log at {prb:#x}: a ring of 2^{count_bits} descriptors and 2^{size_bits} \
              bytes of text is no printk ring"
         )));
     }
-    let descs = word(desc_ring + l.offset("prb_desc_ring.descs")?)?;
-    let infos = word(desc_ring + l.offset("prb_desc_ring.infos")?)?;
-    let head = word(desc_ring + l.offset("prb_desc_ring.head_id")? + counter)?;
-    let tail = word(desc_ring + l.offset("prb_desc_ring.tail_id")? + counter)?;
-    let data = word(data_ring + l.offset("prb_data_ring.data")?)?;
+    let descs = word(desc_ring.wrapping_add(l.offset("prb_desc_ring.descs")?))?;
+    let infos = word(desc_ring.wrapping_add(l.offset("prb_desc_ring.infos")?))?;
+    let head =
+        word(desc_ring.wrapping_add(l.offset("prb_desc_ring.head_id")?.wrapping_add(counter)))?;
+    let tail =
+        word(desc_ring.wrapping_add(l.offset("prb_desc_ring.tail_id")?.wrapping_add(counter)))?;
+    let data = word(data_ring.wrapping_add(l.offset("prb_data_ring.data")?))?;
     let (desc_size, info_size) = (l.size("prb_desc")?, l.size("printk_info")?);
-    let state_var = l.offset("prb_desc.state_var")? + counter;
+    let state_var = l.offset("prb_desc.state_var")?.wrapping_add(counter);
     let lpos = l.offset("prb_desc.text_blk_lpos")?;
     let (begin_off, next_off) = (
         l.offset("prb_data_blk_lpos.begin")?,
         l.offset("prb_data_blk_lpos.next")?,
     );
-    let seq_off = l.offset("printk_info.seq")?;
     let ts_off = l.offset("printk_info.ts_nsec")?;
     let len_off = l.offset("printk_info.text_len")?;
 
@@ -112,16 +119,15 @@ pub fn kernel_log(
     // At most one pass over the ring, whatever the IDs say.
     for _ in 0..count {
         let index = id & (count - 1);
-        let desc = descs + index * desc_size;
-        let sv = word(desc + state_var)?;
+        let desc = descs.wrapping_add(index.wrapping_mul(desc_size));
+        let sv = word(desc.wrapping_add(state_var))?;
         let state = (sv >> (bits - 2)) & 3;
         if sv & id_mask == id && (state == COMMITTED || state == FINALIZED) {
-            let info = infos + index * info_size;
-            let _seq = uint(info + seq_off, 8)?;
-            let ts = uint(info + ts_off, 8)?;
-            let text_len = uint(info + len_off, 2)?;
-            let begin = word(desc + lpos + begin_off)?;
-            let next = word(desc + lpos + next_off)?;
+            let info = infos.wrapping_add(index.wrapping_mul(info_size));
+            let ts = uint(info.wrapping_add(ts_off), 8)?;
+            let text_len = uint(info.wrapping_add(len_off), 2)?;
+            let begin = word(desc.wrapping_add(lpos).wrapping_add(begin_off))?;
+            let next = word(desc.wrapping_add(lpos).wrapping_add(next_off))?;
             text.clear();
             // get_data(): data-less blocks (bit 0 of begin and next), a
             // block within one wrap, or one that wrapped to the start.
@@ -138,7 +144,7 @@ pub fn kernel_log(
             if let Some((at, len)) = block.filter(|&(_, len)| len >= ptr as u64 && len <= size) {
                 let n = (len - ptr as u64).min(text_len);
                 text.resize(n as usize, 0);
-                read(data + at + ptr as u64, &mut text)?;
+                read(data.wrapping_add(at + ptr as u64), &mut text)?;
             }
             let stamp = format!(
                 "[{:5}.{:06}] ",

@@ -114,7 +114,10 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
             return Ok(true);
         };
         let bits = 8 * m.ptr as u64;
-        let word = m.uint(set + u64::from(cpu) / bits * m.ptr as u64, m.ptr)?;
+        let word = m.uint(
+            set.wrapping_add(u64::from(cpu) / bits * m.ptr as u64),
+            m.ptr,
+        )?;
         Ok(word >> (u64::from(cpu) % bits) & 1 == 1)
     };
     let mut procs = Vec::new();
@@ -131,22 +134,22 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
                 return Err(too_many(list, m.limit));
             }
             procs.push(p);
-            p = m.ptr(p + p_list)?;
+            p = m.ptr(p.wrapping_add(p_list))?;
         }
         procs[first..].reverse();
     }
     let mut out = Vec::new();
     for p in procs {
-        let pid = m.int(p + p_pid)?;
-        let comm = m.name(p + p_comm);
-        let mut td = m.ptr(p + p_threads)?;
+        let pid = m.int(p.wrapping_add(p_pid))?;
+        let comm = m.name(p.wrapping_add(p_comm));
+        let mut td = m.ptr(p.wrapping_add(p_threads))?;
         while td != 0 {
             seen += 1;
             if seen > m.limit {
                 return Err(too_many("a process's thread list", m.limit));
             }
-            let tid = m.int(td + td_tid)?;
-            let oncpu = m.int(td + td_oncpu)?;
+            let tid = m.int(td.wrapping_add(td_tid))?;
+            let oncpu = m.int(td.wrapping_add(td_oncpu))?;
             let cpu = u32::try_from(oncpu).ok();
             let crashed = dumptid == Some(tid);
             let pcb = if crashed && dumppcb != 0 {
@@ -154,9 +157,9 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
             } else {
                 match (cpu, stoppcbs) {
                     (Some(c), Some(base)) if pcb_size > 0 && stopped(c)? => {
-                        base + u64::from(c) * pcb_size
+                        base.wrapping_add(u64::from(c) * pcb_size)
                     }
-                    _ => m.ptr(td + td_pcb)?,
+                    _ => m.ptr(td.wrapping_add(td_pcb))?,
                 }
             };
             out.push(Thread {
@@ -165,11 +168,11 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
                 cpu,
                 thread: td,
                 pcb,
-                name: m.name(td + td_name),
+                name: m.name(td.wrapping_add(td_name)),
                 comm: comm.clone(),
                 crashed,
             });
-            td = m.ptr(td + td_plist)?;
+            td = m.ptr(td.wrapping_add(td_plist))?;
         }
     }
     Ok(out)

@@ -178,6 +178,12 @@ fn exercise(kvm: &Kvm, probes: &[u64]) {
     }
     let _ = kvm.symbol("version");
     let _ = kvm.symbol("linux_banner");
+    // The debugger layer reads structures the dump describes: the
+    // message buffer or printk ring, the process and thread lists.
+    let _ = kvm.message_buffer();
+    let _ = kvm.threads();
+    let _ = kvm.cpus();
+    let _ = kvm.panic_string();
     let mut n = 0u32;
     let _ = kvm.walk_pages(|_| {
         n += 1;
