@@ -466,9 +466,9 @@ impl Kvm {
         self.vtop.held_pages().saturating_mul(4096)
     }
 
-    /// The kernel's message buffer, oldest byte first: for FreeBSD as the
-    /// kernel wrote it (each line's `<priority>` prefix kept; dmesg(8)
-    /// strips it), for Linux the printk ring's records as `dmesg` prints
+    /// The kernel's message buffer, oldest line first: for FreeBSD as the
+    /// kernel wrote it, from the first whole line (each line's
+    /// `<priority>` prefix kept; dmesg(8) strips it), for Linux the printk ring's records as `dmesg` prints
     /// them, `[seconds.micros] text` (see `src/printk.rs`; kernels before
     /// 5.10, whose log is `log_buf`, are not read yet).
     ///
@@ -481,7 +481,7 @@ impl Kvm {
         if let Some(symbols) = &self.linux {
             let (ptr, be) = symbols.word;
             let read = |va: u64, buf: &mut [u8]| self.read_exact(va, buf);
-            return crate::printk::kernel_log(&symbols.info, ptr, be, &read);
+            return crate::printk::kernel_log(&symbols.info, ptr, be, self.memory_held(), &read);
         }
         let Some(ident) = self.kernel.ident else {
             return Err(Error::NotSupported(
@@ -518,7 +518,18 @@ impl Kvm {
         let mut buf = vec![0u8; size as usize];
         self.read_exact(area, &mut buf)?;
         buf.rotate_left((wseq % size) as usize);
+        // A buffer that has wrapped starts with the oldest byte, mid-line:
+        // from its first whole line, as dmesg(8) prints it. One that has
+        // not starts with the NULs it was cleared to.
+        let wrapped = buf.first().is_some_and(|&b| b != 0);
         buf.retain(|&b| b != 0);
+        if wrapped {
+            let first = buf
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(buf.len(), |i| i + 1);
+            buf.drain(..first);
+        }
         Ok(buf)
     }
 
@@ -544,6 +555,14 @@ impl Kvm {
     /// per CPU the dump saved registers of.
     pub fn threads(&self) -> Result<Vec<Thread>> {
         if let Some(symbols) = &self.linux {
+            // The CPU that panicked: `panic_cpu` (kernel/panic.c, an
+            // atomic_t, PANIC_CPU_INVALID -1 when none), where symbols
+            // give it. Notes come in CPU order, one per online CPU.
+            let panic_cpu = self.symbol("panic_cpu").and_then(|s| {
+                let mut b = [0u8; 4];
+                self.read_exact(s.value, &mut b).ok()?;
+                usize::try_from(crate::image::uint(&b, symbols.word.1) as u32 as i32).ok()
+            });
             return Ok(symbols
                 .prstatus
                 .iter()
@@ -556,7 +575,7 @@ impl Kvm {
                     pcb: 0,
                     name: String::new(),
                     comm: String::new(),
-                    crashed: cpu == 0,
+                    crashed: panic_cpu == Some(cpu),
                 })
                 .collect());
         }
@@ -572,7 +591,7 @@ impl Kvm {
             be: ident.big_endian,
             // A struct thread takes over a kilobyte: a dump cannot hold
             // more threads than this.
-            limit: self.memory_held() / 256 + 1024,
+            limit: self.memory_held() / 1024 + 1024,
         })
     }
 
@@ -603,8 +622,13 @@ impl Kvm {
         let mut text = Vec::new();
         while text.len() < 1024 {
             let va = at.wrapping_add(text.len() as u64);
-            let mut chunk = vec![0u8; (4096 - (va & 0xfff)).min(1024) as usize];
-            self.read_exact(va, &mut chunk).ok()?;
+            let mut chunk = vec![0u8; (4096 - (va & 0xfff)).min(1024 - text.len() as u64) as usize];
+            if self.read_exact(va, &mut chunk).is_err() {
+                if text.is_empty() {
+                    return None;
+                }
+                break; // what could be read
+            }
             match chunk.iter().position(|&b| b == 0) {
                 Some(end) => {
                     text.extend_from_slice(&chunk[..end]);

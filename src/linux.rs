@@ -144,10 +144,6 @@ impl LinuxCore {
     }
 }
 
-/// The first CPU's `cr[0..5]` from QEMU's per-CPU "QEMU" notes
-/// (`QEMUCPUState`, `target/i386/arch_dump.c`: version and size (u32),
-/// 18 general registers, 10 segments of 24 bytes, then `cr[5]` at offset
-/// 392), if the notes hold one.
 /// The `pr_pid` of each `NT_PRSTATUS` note ("CORE", type 1:
 /// include/uapi/linux/elf.h): kexec's crash kernel and QEMU write one per
 /// CPU. `struct elf_prstatus` starts with `elf_siginfo` (3 ints),
@@ -167,6 +163,10 @@ fn prstatus_pids(notes: &[u8], big_endian: bool, machine: u16) -> Vec<i32> {
     pids
 }
 
+/// The first CPU's `cr[0..5]` from QEMU's per-CPU "QEMU" notes
+/// (`QEMUCPUState`, `target/i386/arch_dump.c`: version and size (u32),
+/// 18 general registers, 10 segments of 24 bytes, then `cr[5]` at offset
+/// 392), if the notes hold one.
 fn qemu_control_registers(notes: &[u8], big_endian: bool) -> Option<[u64; 5]> {
     const CR: usize = 392;
     let mut found = None;

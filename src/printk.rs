@@ -19,9 +19,10 @@ const COMMITTED: u64 = 1;
 const FINALIZED: u64 = 2;
 /// Most descriptors read: the kernel's ring has `1 << count_bits` of them
 /// (CONFIG_LOG_BUF_SHIFT 12-25, less PRB_AVGBITS 5, or log_buf_len=).
-const MAX_COUNT_BITS: u64 = 24;
-/// Largest text data ring read from (`1 << size_bits` bytes).
-const MAX_SIZE_BITS: u64 = 30;
+const MAX_COUNT_BITS: u64 = 26;
+/// Largest text data ring read from (`1 << size_bits` bytes; the kernel
+/// takes log_buf_len up to 2 GiB).
+const MAX_SIZE_BITS: u64 = 31;
 
 /// The offsets and sizes VMCOREINFO gives.
 struct Layout<'a> {
@@ -53,10 +54,12 @@ impl Layout<'_> {
 /// The kernel log as text, oldest record first: `read` reads kernel
 /// virtual memory, `ptr` is the kernel's pointer size (4 or 8) and `be`
 /// its byte order.
+/// `limit` bounds the text read: what the dump holds.
 pub fn kernel_log(
     info: &VmcoreInfo,
     ptr: usize,
     be: bool,
+    limit: u64,
     read: &dyn Fn(u64, &mut [u8]) -> Result<()>,
 ) -> Result<Vec<u8>> {
     let l = Layout { info };
@@ -113,8 +116,27 @@ pub fn kernel_log(
     let id_mask = u64::MAX >> (64 - bits + 2);
     let count = 1u64 << count_bits;
     let size = 1u64 << size_bits;
+    if size > limit {
+        return Err(Error::BadCore(format!(
+            "the kernel log at {prb:#x}: a text ring of {size} bytes, more than the dump holds"
+        )));
+    }
+    // Positions (lpos) are unsigned longs: on a 32-bit kernel they wrap
+    // at 2^32, and the first wrap of the ring crosses it (they start at
+    // -size, BLK0_LPOS).
+    let long = u64::MAX >> (64 - bits);
+    // Every record's text lies in the ring: more in all is a ring whose
+    // descriptors share blocks.
+    let mut budget = size;
     let mut out = Vec::new();
-    let mut text = Vec::new();
+    let ring = Ring {
+        data,
+        size,
+        size_bits,
+        long,
+        ptr: ptr as u64,
+        read,
+    };
     let mut id = tail & id_mask;
     // At most one pass over the ring, whatever the IDs say.
     for _ in 0..count {
@@ -128,33 +150,20 @@ pub fn kernel_log(
             let text_len = uint(info.wrapping_add(len_off), 2)?;
             let begin = word(desc.wrapping_add(lpos).wrapping_add(begin_off))?;
             let next = word(desc.wrapping_add(lpos).wrapping_add(next_off))?;
-            text.clear();
-            // get_data(): data-less blocks (bit 0 of begin and next), a
-            // block within one wrap, or one that wrapped to the start.
-            let wraps = |p: u64| p >> size_bits;
-            let block = if begin & 1 == 1 && next & 1 == 1 {
-                None
-            } else if wraps(begin) == wraps(next) && begin < next {
-                Some((begin & (size - 1), next - begin))
-            } else if wraps(begin.wrapping_add(size)) == wraps(next) {
-                Some((0, next & (size - 1)))
-            } else {
-                None
-            };
-            if let Some((at, len)) = block.filter(|&(_, len)| len >= ptr as u64 && len <= size) {
-                let n = (len - ptr as u64).min(text_len);
-                text.resize(n as usize, 0);
-                read(data.wrapping_add(at + ptr as u64), &mut text)?;
-            }
-            let stamp = format!(
-                "[{:5}.{:06}] ",
-                ts / 1_000_000_000,
-                ts % 1_000_000_000 / 1000
-            );
-            for line in text.split(|&b| b == b'\n') {
-                out.extend_from_slice(stamp.as_bytes());
-                out.extend_from_slice(line);
-                out.push(b'\n');
+            // FAILED_BLK_LPOS: the text was lost; the kernel's reader
+            // skips the record (desc_read_finalized_seq).
+            if !(begin == 1 && next == 1) {
+                let text = record_text(begin, next, text_len, &ring, &mut budget)?;
+                let stamp = format!(
+                    "[{:5}.{:06}] ",
+                    ts / 1_000_000_000,
+                    ts % 1_000_000_000 / 1000
+                );
+                for line in text.split(|&b| b == b'\n') {
+                    out.extend_from_slice(stamp.as_bytes());
+                    out.extend_from_slice(line);
+                    out.push(b'\n');
+                }
             }
         }
         if id == head & id_mask {
@@ -163,4 +172,60 @@ pub fn kernel_log(
         id = id.wrapping_add(1) & id_mask;
     }
     Ok(out)
+}
+
+/// The text data ring.
+struct Ring<'a> {
+    data: u64,
+    size: u64,
+    size_bits: u64,
+    /// The bits of an unsigned long.
+    long: u64,
+    ptr: u64,
+    read: &'a dyn Fn(u64, &mut [u8]) -> Result<()>,
+}
+
+/// A record's text from its data block, as get_data() finds the block:
+/// data-less (both positions odd: EMPTY_LINE_LPOS or NO_LPOS, an empty
+/// line), in place, or wrapped to the ring's start. A block wraps when its
+/// last byte lies in the next wrap (is_blk_wrapped: Linux 6.18 leaves a
+/// block that ends exactly at the end in place; before, such a block
+/// always wrapped, so this rule reads both). The block holds its ID word,
+/// then the text; a `text_len` past the block is cut to it (as crash and
+/// makedumpfile do; the kernel's reader drops the record). `budget` is
+/// the text the ring can still hold: descriptors that share blocks cannot
+/// make more.
+fn record_text(
+    begin: u64,
+    next: u64,
+    text_len: u64,
+    r: &Ring<'_>,
+    budget: &mut u64,
+) -> Result<Vec<u8>> {
+    if begin & 1 == 1 && next & 1 == 1 {
+        return Ok(Vec::new());
+    }
+    let wraps = |p: u64| (p & r.long) >> r.size_bits;
+    let last = next.wrapping_sub(1);
+    let block = if wraps(begin) == wraps(last) && begin < next {
+        Some((begin & (r.size - 1), next - begin))
+    } else if wraps(begin.wrapping_add(r.size)) == wraps(last) {
+        Some((0, next & (r.size - 1)))
+    } else {
+        None
+    };
+    let Some((at, len)) = block.filter(|&(_, len)| len >= r.ptr && len <= r.size) else {
+        return Ok(Vec::new());
+    };
+    let n = (len - r.ptr).min(text_len);
+    if n > *budget {
+        return Err(Error::BadCore(format!(
+            "the kernel log: its records hold more text than its {}-byte ring",
+            r.size
+        )));
+    }
+    *budget -= n;
+    let mut text = vec![0u8; n as usize];
+    (r.read)(r.data.wrapping_add(at + r.ptr), &mut text)?;
+    Ok(text)
 }

@@ -35,7 +35,7 @@ pub struct Thread {
     /// Process name (`p_comm`); empty where unknown.
     pub comm: String,
     /// The thread that was dumping (FreeBSD `dumptid`), or, for Linux,
-    /// the CPU that crashed (the first note).
+    /// the CPU that panicked (`panic_cpu`, where symbols give it).
     pub crashed: bool,
 }
 
@@ -108,59 +108,80 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
         None => 0,
     };
     let stopped_cpus = (m.symbol)("stopped_cpus");
-    // CPU_ISSET on the cpuset_t, an array of longs (kgdb's cpu_stopped).
-    let stopped = |cpu: u32| -> Result<bool> {
+    let mp_maxid = match (m.symbol)("mp_maxid") {
+        Some(at) => u32::try_from(m.int(at)?).ok(),
+        None => None,
+    };
+    // kgdb's cpu_stopped(): CPU_ISSET on the cpuset_t, an array of longs;
+    // false without the set, or past mp_maxid.
+    let stopped = |cpu: u32| -> bool {
         let Some(set) = stopped_cpus else {
-            return Ok(true);
+            return false;
         };
+        if mp_maxid.is_some_and(|max| cpu > max) || cpu >= 65536 {
+            return false;
+        }
         let bits = 8 * m.ptr as u64;
-        let word = m.uint(
-            set.wrapping_add(u64::from(cpu) / bits * m.ptr as u64),
-            m.ptr,
-        )?;
-        Ok(word >> (u64::from(cpu) % bits) & 1 == 1)
+        let at = set.wrapping_add(u64::from(cpu) / bits * m.ptr as u64);
+        m.uint(at, m.ptr)
+            .is_ok_and(|word| word >> (u64::from(cpu) % bits) & 1 == 1)
+    };
+    // Every process and thread once: a list that comes back to an entry
+    // loops (a damaged dump), and the walk stops there with an error.
+    let mut seen = std::collections::HashSet::new();
+    let mut visit = |at: u64, what: &str| -> Result<()> {
+        if seen.len() as u64 >= m.limit {
+            return Err(too_many(what, m.limit));
+        }
+        if !seen.insert(at) {
+            return Err(Error::BadCore(format!(
+                "{what}: the list comes back to {at:#x}: it loops"
+            )));
+        }
+        Ok(())
     };
     let mut procs = Vec::new();
-    let mut seen = 0u64;
     for list in ["allproc", "zombproc"] {
         let Some(head) = (m.symbol)(list) else {
             continue;
         };
         let first = procs.len();
+        // A link that cannot be read ends the list, as in kgdb.
         let mut p = m.ptr(head)?;
         while p != 0 {
-            seen += 1;
-            if seen > m.limit {
-                return Err(too_many(list, m.limit));
-            }
+            visit(p, list)?;
             procs.push(p);
-            p = m.ptr(p.wrapping_add(p_list))?;
+            match m.ptr(p.wrapping_add(p_list)) {
+                Ok(next) => p = next,
+                Err(_) => break,
+            }
         }
         procs[first..].reverse();
     }
     let mut out = Vec::new();
     for p in procs {
-        let pid = m.int(p.wrapping_add(p_pid))?;
+        let Ok(pid) = m.int(p.wrapping_add(p_pid)) else {
+            continue;
+        };
         let comm = m.name(p.wrapping_add(p_comm));
-        let mut td = m.ptr(p.wrapping_add(p_threads))?;
+        let mut td = m.ptr(p.wrapping_add(p_threads)).unwrap_or(0);
         while td != 0 {
-            seen += 1;
-            if seen > m.limit {
-                return Err(too_many("a process's thread list", m.limit));
-            }
-            let tid = m.int(td.wrapping_add(td_tid))?;
-            let oncpu = m.int(td.wrapping_add(td_oncpu))?;
+            visit(td, "a process's thread list")?;
+            // A thread that cannot be read ends its process's list.
+            let (Ok(tid), Ok(oncpu)) = (
+                m.int(td.wrapping_add(td_tid)),
+                m.int(td.wrapping_add(td_oncpu)),
+            ) else {
+                break;
+            };
             let cpu = u32::try_from(oncpu).ok();
             let crashed = dumptid == Some(tid);
-            let pcb = if crashed && dumppcb != 0 {
-                dumppcb
-            } else {
-                match (cpu, stoppcbs) {
-                    (Some(c), Some(base)) if pcb_size > 0 && stopped(c)? => {
-                        base.wrapping_add(u64::from(c) * pcb_size)
-                    }
-                    _ => m.ptr(td.wrapping_add(td_pcb))?,
+            let pcb = match (cpu, stoppcbs) {
+                _ if crashed && dumppcb != 0 => dumppcb,
+                (Some(c), Some(base)) if pcb_size > 0 && stopped(c) => {
+                    base.wrapping_add(u64::from(c) * pcb_size)
                 }
+                _ => m.ptr(td.wrapping_add(td_pcb)).unwrap_or(0),
             };
             out.push(Thread {
                 tid,
@@ -172,7 +193,7 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
                 comm: comm.clone(),
                 crashed,
             });
-            td = m.ptr(td.wrapping_add(td_plist))?;
+            td = m.ptr(td.wrapping_add(td_plist)).unwrap_or(0);
         }
     }
     Ok(out)

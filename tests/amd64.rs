@@ -504,8 +504,17 @@ fn message_buffer() {
     let mut m = Amd64::new(2 << 20, Fill::Pattern);
     let s = Scratch::new("amd64-msgbuf");
     let kernel = s.file("kernel", &m.kernel());
-    let want = msgbuf_stream(&m.msgbuf);
-    assert_eq!(want.len() as u64, MSGBUF_SIZE);
+    // The buffer has wrapped: it starts mid-line, and the reader starts
+    // at the first whole line.
+    let stream = msgbuf_stream(&m.msgbuf);
+    assert_eq!(stream.len() as u64, MSGBUF_SIZE);
+    let first = stream.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert!(
+        !stream.starts_with(b"<"),
+        "the fixture's buffer must start mid-line"
+    );
+    let want = stream[first..].to_vec();
+    assert!(want.starts_with(b"<6>an older line\n"));
     assert!(want.ends_with(b"<6>fixture boot\n"));
     for (name, dump) in [
         ("full", m.full_dump(false)),
@@ -550,6 +559,40 @@ fn kernel_threads() {
         let kvm = Kvm::open(&kernel, s.file(name, &dump.bytes)).unwrap();
         assert_eq!(kvm.threads().unwrap(), want, "{name}");
     }
+    // A thread on a CPU past any cpuset (a damaged td_oncpu) is listed
+    // with its own td_pcb; so are threads on CPUs when the kernel has no
+    // stopped_cpus (kgdb's cpu_stopped is false then).
+    let softclock = va::THREADS + 0x100;
+    m.write_virt(softclock + threads::TD_ONCPU, &0x4000_0000i32.to_le_bytes());
+    let kvm = Kvm::open(&kernel, s.file("oncpu", &m.full_dump(false).bytes)).unwrap();
+    let got = kvm.threads().unwrap();
+    let t = got.iter().find(|t| t.tid == 100_001).unwrap();
+    assert_eq!(
+        (t.cpu, t.pcb),
+        (Some(0x4000_0000), va::PCBS + threads::PCB_SIZE)
+    );
+    m.write_virt(softclock + threads::TD_ONCPU, &1i32.to_le_bytes());
+    let mut no_set = Amd64::new(2 << 20, Fill::Pattern);
+    no_set.syms.retain(|k| k.name != "stopped_cpus");
+    let kernel2 = s.file("kernel-no-set", &no_set.kernel());
+    let kvm = Kvm::open(&kernel2, s.file("no-set", &no_set.full_dump(false).bytes)).unwrap();
+    let got = kvm.threads().unwrap();
+    let t = got.iter().find(|t| t.tid == 100_001).unwrap();
+    assert_eq!(
+        t.pcb,
+        va::PCBS + threads::PCB_SIZE,
+        "td_pcb without stopped_cpus"
+    );
+    // A thread list that loops.
+    let sh2 = va::THREADS + 0x100 * 5;
+    m.write_virt(
+        sh2 + threads::TD_PLIST,
+        &(va::THREADS + 0x100 * 4).to_le_bytes(),
+    );
+    let kvm = Kvm::open(&kernel, s.file("tdloop", &m.full_dump(false).bytes)).unwrap();
+    let e = kvm.threads().unwrap_err().to_string();
+    assert!(e.contains("thread list") && e.contains("loops"), "{e}");
+    m.write_virt(sh2 + threads::TD_PLIST, &0u64.to_le_bytes());
     // p_list of the oldest process points back at the newest: a loop.
     let newest = va::PROCS + 0x100 * 2;
     m.write_virt(va::PROCS + threads::P_LIST, &newest.to_le_bytes());

@@ -162,12 +162,13 @@ fn run(command: Command, out: &mut impl Write) -> Result<(), Failure> {
         }
         Command::Pages(d) => pages(&d.open()?, out),
         Command::Threads(d) => {
+            let threads = d.open()?.threads()?;
             writeln!(
                 out,
                 "{:>7} {:>7} {:>4} {:>18}  COMM/NAME",
                 "PID", "TID", "CPU", "PCB"
             )?;
-            for t in d.open()?.threads()? {
+            for t in threads {
                 let pid = if t.pid < 0 {
                     "-".into()
                 } else {
@@ -195,7 +196,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<(), Failure> {
             } else {
                 for line in text.split_inclusive(|&b| b == b'\n') {
                     if let Some(line) = kernel_line(line) {
-                        out.write_all(line)?;
+                        out.write_all(&vis(line))?;
                     }
                 }
             }
@@ -240,19 +241,43 @@ fn address(kvm: &Kvm, what: &str) -> Result<u64, Failure> {
 }
 
 /// A line of the message buffer as dmesg(8) shows it: without its
-/// `<priority>` prefix, and `None` for a line another syslog facility
-/// than the kernel's (0) wrote.
+/// `<priority>` prefix (`<` and digits), and `None` for a line another
+/// syslog facility than the kernel's (`LOG_FAC(pri)` 0) wrote.
 fn kernel_line(line: &[u8]) -> Option<&[u8]> {
-    let Some(rest) = line.strip_prefix(b"<") else {
+    let digits = line
+        .get(1..)?
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if line.first() != Some(&b'<') || digits == 0 || line.get(1 + digits) != Some(&b'>') {
         return Some(line);
-    };
-    let end = rest.iter().position(|&b| b == b'>')?;
-    let pri = std::str::from_utf8(&rest[..end]).ok()?.parse::<u32>().ok();
-    match pri {
-        Some(p) if p >> 3 == 0 => Some(&rest[end + 1..]),
-        Some(_) => None,
-        None => Some(line),
     }
+    let pri: u64 = std::str::from_utf8(&line[1..1 + digits])
+        .ok()?
+        .parse()
+        .ok()?;
+    // LOG_FAC (sys/sys/syslog.h): (pri & LOG_FACMASK) >> 3.
+    ((pri & 0x3f8) >> 3 == 0).then_some(&line[2 + digits..])
+}
+
+/// `line` with control and 8-bit characters escaped as vis(3) does by
+/// default (`\^C`, `\^?`, `\M-x`), as dmesg(8) prints them; newlines
+/// and tabs stay.
+fn vis(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    for &b in line {
+        let c = b & 0x7f;
+        if b & 0x80 != 0 {
+            out.extend_from_slice(b"\\M-");
+        }
+        match c {
+            b'\n' | b'\t' if b & 0x80 == 0 => out.push(c),
+            0x7f => out.extend_from_slice(b"\\^?"),
+            0..=0x1f => out.extend_from_slice(&[b'\\', b'^', c + 0x40]),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// `nm`'s letter for an a.out type (upper case for external symbols).
@@ -424,4 +449,26 @@ fn pages(kvm: &Kvm, out: &mut impl Write) -> Result<(), Failure> {
         print(out, &r)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{kernel_line, vis};
+
+    #[test]
+    fn message_lines_as_dmesg_shows_them() {
+        let k = |l: &[u8]| kernel_line(l).map(<[u8]>::to_vec);
+        assert_eq!(k(b"<6>boot\n"), Some(b"boot\n".to_vec()));
+        // LOG_FAC(1030) is 0: the kernel's; facility 1 (user) is not.
+        assert_eq!(k(b"<1030>x\n"), Some(b"x\n".to_vec()));
+        assert_eq!(k(b"<14>from userland\n"), None);
+        // Not a priority: kept whole.
+        for l in [&b"<6 no closing\n"[..], b"<+0>x\n", b"<>x\n", b"plain\n"] {
+            assert_eq!(k(l), Some(l.to_vec()));
+        }
+        assert_eq!(
+            vis(b"a\x01b\x7f\xe9\tc\n"),
+            b"a\\^Ab\\^?\\M-i\tc\n".to_vec()
+        );
+    }
 }

@@ -252,6 +252,8 @@ fn dmesg_prints_the_message_buffer() {
     );
     assert!(!out.contains('<'), "{out}");
     assert_eq!(out.lines().count(), raw.split(|&b| b == b'\n').count() - 1);
+    // The buffer wrapped: its partial first line is not shown.
+    assert!(out.starts_with("an older line\n"), "{out}");
 }
 
 /// threads prints one line per thread the library lists.
