@@ -468,9 +468,9 @@ impl Kvm {
 
     /// The kernel's message buffer, oldest line first: for FreeBSD as the
     /// kernel wrote it, from the first whole line (each line's
-    /// `<priority>` prefix kept; dmesg(8) strips it), for Linux the printk ring's records as `dmesg` prints
-    /// them, `[seconds.micros] text` (see `src/printk.rs`; kernels before
-    /// 5.10, whose log is `log_buf`, are not read yet).
+    /// `<priority>` prefix kept; dmesg(8) strips it); for Linux the kernel
+    /// log's records as `dmesg` prints them, `[seconds.micros] text` (the
+    /// printk ring of 5.10+, `log_buf` before: see `src/printk.rs`).
     ///
     /// FreeBSD: the `struct msgbuf` that `msgbufp` points to
     /// (sys/sys/msgbuf.h: `msg_ptr`, then `msg_magic`, `msg_size`,

@@ -10,6 +10,10 @@
 //! its state (printk_ringbuffer.h: `DESC_STATE`, `DESC_ID`); only committed
 //! and finalized records are read. A record's text is the data block its
 //! `text_blk_lpos` delimits, after the block's ID word (`get_data`).
+//!
+//! Kernels before 5.10 keep `log_buf`, an array of variable-length
+//! records (`struct printk_log`, called `struct log` before 3.11), read
+//! from `log_first_idx` to `log_next_idx` (see [`legacy`]).
 
 use crate::error::{Error, Result};
 use crate::vmcoreinfo::VmcoreInfo;
@@ -31,12 +35,10 @@ struct Layout<'a> {
 
 impl Layout<'_> {
     fn get(&self, key: &str) -> Result<u64> {
-        let v = self.info.get(key).ok_or_else(|| {
-            Error::BadCore(format!(
-                "the kernel log: VMCOREINFO has no {key} (a kernel before 5.10 keeps its log in \
-                 log_buf, which is not read yet)"
-            ))
-        })?;
+        let v = self
+            .info
+            .get(key)
+            .ok_or_else(|| Error::BadCore(format!("the kernel log: VMCOREINFO has no {key}")))?;
         let n = match v.strip_prefix("0x") {
             Some(h) => u64::from_str_radix(h, 16),
             None => v.parse(),
@@ -69,13 +71,9 @@ pub fn kernel_log(
         Ok(crate::image::uint(&b[..size], be))
     };
     let word = |at: u64| uint(at, ptr);
-    let prb_var = info.symbol("prb").ok_or_else(|| {
-        Error::BadCore(
-            "the kernel log: VMCOREINFO has no SYMBOL(prb) (a kernel before 5.10 keeps its log \
-             in log_buf, which is not read yet)"
-                .into(),
-        )
-    })?;
+    let Some(prb_var) = info.symbol("prb") else {
+        return legacy(info, ptr, be, limit, read);
+    };
     let prb = word(prb_var)?;
     let counter = l.offset("atomic_long_t.counter").unwrap_or(0);
     let desc_ring = prb.wrapping_add(l.offset("printk_ringbuffer.desc_ring")?);
@@ -228,4 +226,102 @@ fn record_text(
     let mut text = vec![0u8; n as usize];
     (r.read)(r.data.wrapping_add(at + r.ptr), &mut text)?;
     Ok(text)
+}
+
+/// The kernel log of Linux 3.5 to 5.9: `log_buf` (a pointer) of
+/// `log_buf_len` bytes holds records from `log_first_idx` to
+/// `log_next_idx`, each a `struct printk_log` header (`ts_nsec`, `len`:
+/// the whole record, `text_len`), its text right after the header; a
+/// record of length 0 marks the end of the buffer, and reading goes on at
+/// its start (kernel/printk/printk.c: log_from_idx, log_next).
+fn legacy(
+    info: &VmcoreInfo,
+    ptr: usize,
+    be: bool,
+    limit: u64,
+    read: &dyn Fn(u64, &mut [u8]) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let l = Layout { info };
+    let missing = || {
+        Error::BadCore(
+            "the kernel log: VMCOREINFO has neither SYMBOL(prb) (Linux 5.10+) nor \
+             SYMBOL(log_buf)"
+                .into(),
+        )
+    };
+    let uint = |at: u64, size: usize| -> Result<u64> {
+        let mut b = [0u8; 8];
+        read(at, &mut b[..size])?;
+        Ok(crate::image::uint(&b[..size], be))
+    };
+    let sym = |name: &str| info.symbol(name).ok_or_else(missing);
+    let buf = uint(sym("log_buf")?, ptr)?;
+    let len = uint(sym("log_buf_len")?, 4)?;
+    let first = uint(sym("log_first_idx")?, 4)?;
+    let next = uint(sym("log_next_idx")?, 4)?;
+    // `struct printk_log`, `struct log` before Linux 3.11.
+    let ty = if info.get("SIZE(printk_log)").is_some() {
+        "printk_log"
+    } else {
+        "log"
+    };
+    let hdr = l.size(ty)?;
+    let ts_off = l.offset(&format!("{ty}.ts_nsec"))?;
+    let len_off = l.offset(&format!("{ty}.len"))?;
+    let text_off = l.offset(&format!("{ty}.text_len"))?;
+    if len > limit || len > 1 << 31 || hdr == 0 || hdr > 256 || first >= len || next >= len {
+        return Err(Error::BadCore(format!(
+            "the kernel log at {buf:#x}: log_buf_len {len}, a {hdr}-byte record header and \
+             indexes {first} to {next} are no kernel log"
+        )));
+    }
+    let mut out = Vec::new();
+    let mut idx = first;
+    // Every record is at least a header long: no more than this many, and
+    // at most one jump back to the start.
+    let mut left = len / hdr + 2;
+    while idx != next {
+        if left == 0 {
+            return Err(Error::BadCore(format!(
+                "the kernel log at {buf:#x}: the records from index {first} never reach \
+                 log_next_idx {next}"
+            )));
+        }
+        left -= 1;
+        let at = buf.wrapping_add(idx);
+        let rec = if idx + hdr <= len {
+            uint(at.wrapping_add(len_off), 2)?
+        } else {
+            0
+        };
+        if rec == 0 {
+            // The end-of-buffer marker (or no room for a header): wrap.
+            if idx == 0 {
+                break;
+            }
+            idx = 0;
+            continue;
+        }
+        if rec < hdr || idx + rec > len {
+            return Err(Error::BadCore(format!(
+                "the kernel log at {buf:#x}: the record at index {idx} claims {rec} bytes"
+            )));
+        }
+        let ts = uint(at.wrapping_add(ts_off), 8)?;
+        let text_len = uint(at.wrapping_add(text_off), 2)?.min(rec - hdr);
+        let mut text = vec![0u8; text_len as usize];
+        read(at.wrapping_add(hdr), &mut text)?;
+        let stamp = format!(
+            "[{:5}.{:06}] ",
+            ts / 1_000_000_000,
+            ts % 1_000_000_000 / 1000
+        );
+        for line in text.split(|&b| b == b'\n') {
+            out.extend_from_slice(stamp.as_bytes());
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        idx += rec;
+    }
+    Ok(out)
 }

@@ -548,6 +548,15 @@ fn kernel_log() {
         assert_eq!(tids, want, "{name}");
         assert_eq!(kvm.panic_string().as_deref(), Some("sysrq triggered crash"));
     }
+    // Linux 3.5-5.9: log_buf, wrapped at its end marker.
+    let mut old = LinuxX86::kaslr();
+    old.legacy_log = true;
+    let s = Scratch::new("linux-log-legacy");
+    let kvm = open(None, &s.file("vmcore", &old.elf_vmcore(Style::Kdump))).unwrap();
+    let got = kvm.message_buffer().unwrap();
+    let want = printk::legacy_text();
+    assert!(got == want, "legacy:\n{}", String::from_utf8_lossy(&got));
+    assert!(String::from_utf8_lossy(&want).ends_with("sysrq triggered crash\n"));
     let mut m = LinuxX86::kaslr();
     let rb = m.sym("prb");
     let rb = m.maps.read(&m.ram, rb, 8);
