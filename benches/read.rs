@@ -552,6 +552,7 @@ fn main() {
     other_architectures(&cfg);
     linux(&cfg);
     spaces(&cfg);
+    threads(&cfg);
     if cfg.smoke {
         println!("\nsmoke run done in {:.1?}", t.elapsed());
     }
@@ -1377,4 +1378,62 @@ fn spaces(cfg: &Cfg) {
     );
     println!("  heap allocations during the read passes: {allocated}");
     assert_eq!(allocated, 0, "the read path allocates");
+}
+
+/// Kernel threads (Kvm::threads, what `vmcore threads` lists): a FreeBSD
+/// amd64 full dump whose kernel has one process of 100,000 threads
+/// (10,000 with --smoke) besides the fixture's own, their struct threads
+/// in the direct map; the best of three walks.
+fn threads(cfg: &Cfg) {
+    use fixture::amd64::{threads as t, va};
+    let n: u64 = if cfg.smoke { 10_000 } else { 100_000 };
+    let mut m = Amd64::new(2 << 20, Fill::Zero);
+    // The new process goes to the head of allproc.
+    let proc_va = va::PROCS + 0x100 * 8;
+    let old_head = m.maps.read(&m.ram, va::ALLPROC, 8);
+    m.write_virt(proc_va + t::P_LIST, &old_head);
+    m.write_virt(proc_va + t::P_PID, &4242i32.to_le_bytes());
+    m.write_virt(proc_va + t::P_COMM, b"many\0");
+    // Thread i at 16 MiB + 256 i of physical memory, in the direct map
+    // (a real struct thread is over 1 KiB; the walk allows a quarter).
+    const STRIDE: u64 = 0x100;
+    let base_pa = 16 << 20;
+    let mut area = vec![0u8; (n * STRIDE) as usize];
+    for i in 0..n {
+        let b = &mut area[(i * STRIDE) as usize..((i + 1) * STRIDE) as usize];
+        let next = if i + 1 < n {
+            DMAP_MIN + base_pa + (i + 1) * STRIDE
+        } else {
+            0
+        };
+        let put = |b: &mut [u8], off: u64, v: &[u8]| {
+            b[off as usize..off as usize + v.len()].copy_from_slice(v)
+        };
+        put(b, t::TD_PLIST, &next.to_le_bytes());
+        put(b, t::TD_TID, &(200_000 + i as i32).to_le_bytes());
+        put(b, t::TD_NAME, b"worker\0");
+        put(b, t::TD_ONCPU, &(-1i32).to_le_bytes());
+        put(b, t::TD_PCB, &0u64.to_le_bytes());
+    }
+    m.ram.write(base_pa, &area);
+    m.write_virt(proc_va + t::P_THREADS, &(DMAP_MIN + base_pa).to_le_bytes());
+    m.write_virt(va::ALLPROC, &proc_va.to_le_bytes());
+    let (kernel, core) = (cfg.dir.join("threads-kernel"), cfg.dir.join("threads-core"));
+    std::fs::write(&kernel, m.kernel()).unwrap();
+    write_dump(&core, &m.full_dump(false).bytes);
+    let kvm = Kvm::open(&kernel, &core).unwrap();
+    let mut best = Duration::MAX;
+    let mut count = 0;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let list = kvm.threads().unwrap();
+        best = best.min(t0.elapsed());
+        count = list.len();
+    }
+    assert_eq!(count as u64, n + 7);
+    println!("\nkernel threads (FreeBSD amd64 full dump, {count} threads)");
+    println!(
+        "  Kvm::threads: {best:.2?} ({:.0} ns a thread)",
+        best.as_nanos() as f64 / count as f64
+    );
 }

@@ -589,9 +589,10 @@ impl Kvm {
             symbol: &symbol,
             ptr: if ident.is_64 { 8 } else { 4 },
             be: ident.big_endian,
-            // A struct thread takes over a kilobyte: a dump cannot hold
-            // more threads than this.
-            limit: self.memory_held() / 1024 + 1024,
+            // A struct thread takes over a kilobyte: a dump cannot hold a
+            // quarter as many threads as this (and memory stays a fraction
+            // of the dump's; loops end at their first repeat).
+            limit: self.memory_held() / 256 + 1024,
         })
     }
 
