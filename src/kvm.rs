@@ -357,6 +357,40 @@ impl OpenOptions {
     }
 }
 
+/// The dumped kernel's memory as its structures are read: integers and
+/// pointers of its word size and byte order, at kernel virtual addresses.
+pub(crate) struct Words<'a> {
+    kvm: &'a Kvm,
+    /// Pointer size: 4 or 8.
+    pub ptr_size: usize,
+    be: bool,
+}
+
+impl Words<'_> {
+    /// The `size`-byte unsigned integer at `at`.
+    pub fn uint(&self, at: u64, size: usize) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.kvm.read_exact(at, &mut b[..size])?;
+        Ok(crate::image::uint(&b[..size], self.be))
+    }
+    /// The `int` at `at`.
+    pub fn int(&self, at: u64) -> Result<i32> {
+        Ok(self.uint(at, 4)? as u32 as i32)
+    }
+    /// The pointer (or `unsigned long`) at `at`.
+    pub fn ptr(&self, at: u64) -> Result<u64> {
+        self.uint(at, self.ptr_size)
+    }
+    /// Reads `buf.len()` bytes at `at`.
+    pub fn read(&self, at: u64, buf: &mut [u8]) -> Result<()> {
+        self.kvm.read_exact(at, buf)
+    }
+    /// A symbol's value.
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        self.kvm.symbol(name).map(|s| s.value)
+    }
+}
+
 /// A Linux symbol at run time: the kernel file's, moved by the KASLR
 /// offset, else VMCOREINFO's. What KASLR does not move stays: absolute
 /// symbols and those below the kernel image, such as x86-64's zero-based
@@ -478,29 +512,18 @@ impl Kvm {
     /// `msg_wseq % msg_size`, the oldest byte once it has wrapped, with the
     /// NULs of a buffer that has not wrapped dropped (as sbin/dmesg does).
     pub fn message_buffer(&self) -> Result<Vec<u8>> {
-        if let Some(symbols) = &self.linux {
-            let (ptr, be) = symbols.word;
-            let read = |va: u64, buf: &mut [u8]| self.read_exact(va, buf);
-            return crate::printk::kernel_log(&symbols.info, ptr, be, self.memory_held(), &read);
-        }
-        let Some(ident) = self.kernel.ident else {
+        let Some(w) = self.words() else {
             return Err(Error::NotSupported(
                 "a message buffer without a kernel image",
             ));
         };
-        let (psize, be) = (if ident.is_64 { 8 } else { 4 }, ident.big_endian);
-        let uint = |b: &[u8]| crate::image::uint(b, be);
-        let msgbufp = self
-            .symbol("msgbufp")
-            .ok_or(Error::MissingSymbol("msgbufp"))?
-            .value;
-        let mut p = [0u8; 8];
-        self.read_exact(msgbufp, &mut p[..psize])?;
-        let hdr_at = uint(&p[..psize]);
-        let mut hdr = [0u8; 8 + 16];
-        self.read_exact(hdr_at, &mut hdr[..psize + 16])?;
-        let field = |i: usize| uint(&hdr[psize + 4 * i..psize + 4 * i + 4]);
-        let (area, magic, size, wseq) = (uint(&hdr[..psize]), field(0), field(1), field(2));
+        if let Some(symbols) = &self.linux {
+            return crate::printk::kernel_log(&symbols.info, &w, self.memory_held());
+        }
+        let msgbufp = w.symbol("msgbufp").ok_or(Error::MissingSymbol("msgbufp"))?;
+        let hdr_at = w.ptr(msgbufp)?;
+        let field = |i: u64| w.uint(hdr_at.wrapping_add(w.ptr_size as u64 + 4 * i), 4);
+        let (area, magic, size, wseq) = (w.ptr(hdr_at)?, field(0)?, field(1)?, field(2)?);
         // MSG_MAGIC (sys/sys/msgbuf.h).
         if magic != 0x063062 {
             return Err(Error::BadCore(format!(
@@ -542,11 +565,8 @@ impl Kvm {
             return (n > 0).then_some(n);
         }
         // sys/kern/subr_smp.c: `int mp_ncpus`.
-        let at = self.symbol("mp_ncpus")?.value;
-        let mut b = [0u8; 4];
-        self.read_exact(at, &mut b).ok()?;
-        let be = self.kernel.ident.is_some_and(|i| i.big_endian);
-        let n = crate::image::uint(&b, be) as u32;
+        let w = self.words()?;
+        let n = w.int(w.symbol("mp_ncpus")?).ok()? as u32;
         (1..=65536).contains(&n).then_some(n)
     }
 
@@ -558,11 +578,9 @@ impl Kvm {
             // The CPU that panicked: `panic_cpu` (kernel/panic.c, an
             // atomic_t, PANIC_CPU_INVALID -1 when none), where symbols
             // give it. Notes come in CPU order, one per online CPU.
-            let panic_cpu = self.symbol("panic_cpu").and_then(|s| {
-                let mut b = [0u8; 4];
-                self.read_exact(s.value, &mut b).ok()?;
-                usize::try_from(crate::image::uint(&b, symbols.word.1) as u32 as i32).ok()
-            });
+            let panic_cpu = self
+                .words()
+                .and_then(|w| usize::try_from(w.int(w.symbol("panic_cpu")?).ok()?).ok());
             return Ok(symbols
                 .prstatus
                 .iter()
@@ -579,20 +597,28 @@ impl Kvm {
                 })
                 .collect());
         }
-        let Some(ident) = self.kernel.ident else {
+        let Some(w) = self.words() else {
             return Err(Error::NotSupported("threads without a kernel image"));
         };
-        let read = |va: u64, buf: &mut [u8]| self.read_exact(va, buf);
-        let symbol = |name: &str| self.symbol(name).map(|s| s.value);
-        crate::threads::freebsd(&crate::threads::Mem {
-            read: &read,
-            symbol: &symbol,
-            ptr: if ident.is_64 { 8 } else { 4 },
-            be: ident.big_endian,
-            // A struct thread takes over a kilobyte: a dump cannot hold a
-            // quarter as many threads as this (and memory stays a fraction
-            // of the dump's; loops end at their first repeat).
-            limit: self.memory_held() / 256 + 1024,
+        // A struct thread takes over a kilobyte: a dump cannot hold a
+        // quarter as many threads as this (and memory stays a fraction of
+        // the dump's; loops end at their first repeat).
+        crate::threads::freebsd(&w, self.memory_held() / 256 + 1024)
+    }
+
+    /// The kernel's memory as its structures are read, in its word size
+    /// and byte order (a Linux dump's from its machine, a FreeBSD one's
+    /// from the kernel image); `None` without either.
+    pub(crate) fn words(&self) -> Option<Words<'_>> {
+        let (ptr, be) = match (&self.linux, self.kernel.ident) {
+            (Some(symbols), _) => symbols.word,
+            (None, Some(ident)) => (if ident.is_64 { 8 } else { 4 }, ident.big_endian),
+            (None, None) => return None,
+        };
+        Some(Words {
+            kvm: self,
+            ptr_size: ptr,
+            be,
         })
     }
 
@@ -609,12 +635,8 @@ impl Kvm {
             })?;
             return Some(String::from_utf8_lossy(line).into_owned());
         }
-        let ident = self.kernel.ident?;
-        let psize = if ident.is_64 { 8 } else { 4 };
-        let mut p = [0u8; 8];
-        self.read_exact(self.symbol("panicstr")?.value, &mut p[..psize])
-            .ok()?;
-        let at = crate::image::uint(&p[..psize], ident.big_endian);
+        let w = self.words()?;
+        let at = w.ptr(w.symbol("panicstr")?).ok()?;
         if at == 0 {
             return None;
         }

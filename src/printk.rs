@@ -16,7 +16,8 @@
 //! from `log_first_idx` to `log_next_idx` (see [`legacy`]).
 
 use crate::error::{Error, Result};
-use crate::vmcoreinfo::VmcoreInfo;
+use crate::kvm::Words;
+use crate::vmcoreinfo::{number, VmcoreInfo};
 
 /// `desc_committed` and `desc_finalized` (enum desc_state).
 const COMMITTED: u64 = 1;
@@ -39,11 +40,8 @@ impl Layout<'_> {
             .info
             .get(key)
             .ok_or_else(|| Error::BadCore(format!("the kernel log: VMCOREINFO has no {key}")))?;
-        let n = match v.strip_prefix("0x") {
-            Some(h) => u64::from_str_radix(h, 16),
-            None => v.parse(),
-        };
-        n.map_err(|_| Error::BadCore(format!("the kernel log: VMCOREINFO's {key} is {v:?}")))
+        number(v)
+            .ok_or_else(|| Error::BadCore(format!("the kernel log: VMCOREINFO's {key} is {v:?}")))
     }
     fn offset(&self, field: &str) -> Result<u64> {
         self.get(&format!("OFFSET({field})"))
@@ -53,36 +51,23 @@ impl Layout<'_> {
     }
 }
 
-/// The kernel log as text, oldest record first: `read` reads kernel
-/// virtual memory, `ptr` is the kernel's pointer size (4 or 8) and `be`
-/// its byte order.
+/// The kernel log as text, oldest record first, read through `w`;
 /// `limit` bounds the text read: what the dump holds.
-pub fn kernel_log(
-    info: &VmcoreInfo,
-    ptr: usize,
-    be: bool,
-    limit: u64,
-    read: &dyn Fn(u64, &mut [u8]) -> Result<()>,
-) -> Result<Vec<u8>> {
+pub fn kernel_log(info: &VmcoreInfo, w: &Words<'_>, limit: u64) -> Result<Vec<u8>> {
     let l = Layout { info };
-    let uint = |at: u64, size: usize| -> Result<u64> {
-        let mut b = [0u8; 8];
-        read(at, &mut b[..size])?;
-        Ok(crate::image::uint(&b[..size], be))
-    };
-    let word = |at: u64| uint(at, ptr);
+    let ptr = w.ptr_size;
     let Some(prb_var) = info.symbol("prb") else {
-        return legacy(info, ptr, be, limit, read);
+        return legacy(info, w, limit);
     };
-    let prb = word(prb_var)?;
+    let prb = w.ptr(prb_var)?;
     let counter = l.offset("atomic_long_t.counter").unwrap_or(0);
     let desc_ring = prb.wrapping_add(l.offset("printk_ringbuffer.desc_ring")?);
     let data_ring = prb.wrapping_add(l.offset("printk_ringbuffer.text_data_ring")?);
-    let count_bits = uint(
+    let count_bits = w.uint(
         desc_ring.wrapping_add(l.offset("prb_desc_ring.count_bits")?),
         4,
     )?;
-    let size_bits = uint(
+    let size_bits = w.uint(
         data_ring.wrapping_add(l.offset("prb_data_ring.size_bits")?),
         4,
     )?;
@@ -92,13 +77,13 @@ pub fn kernel_log(
              bytes of text is no printk ring"
         )));
     }
-    let descs = word(desc_ring.wrapping_add(l.offset("prb_desc_ring.descs")?))?;
-    let infos = word(desc_ring.wrapping_add(l.offset("prb_desc_ring.infos")?))?;
+    let descs = w.ptr(desc_ring.wrapping_add(l.offset("prb_desc_ring.descs")?))?;
+    let infos = w.ptr(desc_ring.wrapping_add(l.offset("prb_desc_ring.infos")?))?;
     let head =
-        word(desc_ring.wrapping_add(l.offset("prb_desc_ring.head_id")?.wrapping_add(counter)))?;
+        w.ptr(desc_ring.wrapping_add(l.offset("prb_desc_ring.head_id")?.wrapping_add(counter)))?;
     let tail =
-        word(desc_ring.wrapping_add(l.offset("prb_desc_ring.tail_id")?.wrapping_add(counter)))?;
-    let data = word(data_ring.wrapping_add(l.offset("prb_data_ring.data")?))?;
+        w.ptr(desc_ring.wrapping_add(l.offset("prb_desc_ring.tail_id")?.wrapping_add(counter)))?;
+    let data = w.ptr(data_ring.wrapping_add(l.offset("prb_data_ring.data")?))?;
     let (desc_size, info_size) = (l.size("prb_desc")?, l.size("printk_info")?);
     let state_var = l.offset("prb_desc.state_var")?.wrapping_add(counter);
     let lpos = l.offset("prb_desc.text_blk_lpos")?;
@@ -132,36 +117,26 @@ pub fn kernel_log(
         size,
         size_bits,
         long,
-        ptr: ptr as u64,
-        read,
+        w,
     };
     let mut id = tail & id_mask;
     // At most one pass over the ring, whatever the IDs say.
     for _ in 0..count {
         let index = id & (count - 1);
         let desc = descs.wrapping_add(index.wrapping_mul(desc_size));
-        let sv = word(desc.wrapping_add(state_var))?;
+        let sv = w.ptr(desc.wrapping_add(state_var))?;
         let state = (sv >> (bits - 2)) & 3;
         if sv & id_mask == id && (state == COMMITTED || state == FINALIZED) {
             let info = infos.wrapping_add(index.wrapping_mul(info_size));
-            let ts = uint(info.wrapping_add(ts_off), 8)?;
-            let text_len = uint(info.wrapping_add(len_off), 2)?;
-            let begin = word(desc.wrapping_add(lpos).wrapping_add(begin_off))?;
-            let next = word(desc.wrapping_add(lpos).wrapping_add(next_off))?;
+            let ts = w.uint(info.wrapping_add(ts_off), 8)?;
+            let text_len = w.uint(info.wrapping_add(len_off), 2)?;
+            let begin = w.ptr(desc.wrapping_add(lpos).wrapping_add(begin_off))?;
+            let next = w.ptr(desc.wrapping_add(lpos).wrapping_add(next_off))?;
             // FAILED_BLK_LPOS: the text was lost; the kernel's reader
             // skips the record (desc_read_finalized_seq).
             if !(begin == 1 && next == 1) {
                 let text = record_text(begin, next, text_len, &ring, &mut budget)?;
-                let stamp = format!(
-                    "[{:5}.{:06}] ",
-                    ts / 1_000_000_000,
-                    ts % 1_000_000_000 / 1000
-                );
-                for line in text.split(|&b| b == b'\n') {
-                    out.extend_from_slice(stamp.as_bytes());
-                    out.extend_from_slice(line);
-                    out.push(b'\n');
-                }
+                push_record(&mut out, ts, &text);
             }
         }
         if id == head & id_mask {
@@ -179,8 +154,7 @@ struct Ring<'a> {
     size_bits: u64,
     /// The bits of an unsigned long.
     long: u64,
-    ptr: u64,
-    read: &'a dyn Fn(u64, &mut [u8]) -> Result<()>,
+    w: &'a Words<'a>,
 }
 
 /// A record's text from its data block, as get_data() finds the block:
@@ -212,10 +186,11 @@ fn record_text(
     } else {
         None
     };
-    let Some((at, len)) = block.filter(|&(_, len)| len >= r.ptr && len <= r.size) else {
+    let word = r.w.ptr_size as u64;
+    let Some((at, len)) = block.filter(|&(_, len)| len >= word && len <= r.size) else {
         return Ok(Vec::new());
     };
-    let n = (len - r.ptr).min(text_len);
+    let n = (len - word).min(text_len);
     if n > *budget {
         return Err(Error::BadCore(format!(
             "the kernel log: its records hold more text than its {}-byte ring",
@@ -224,7 +199,7 @@ fn record_text(
     }
     *budget -= n;
     let mut text = vec![0u8; n as usize];
-    (r.read)(r.data.wrapping_add(at + r.ptr), &mut text)?;
+    r.w.read(r.data.wrapping_add(at + word), &mut text)?;
     Ok(text)
 }
 
@@ -234,13 +209,7 @@ fn record_text(
 /// the whole record, `text_len`), its text right after the header; a
 /// record of length 0 marks the end of the buffer, and reading goes on at
 /// its start (kernel/printk/printk.c: log_from_idx, log_next).
-fn legacy(
-    info: &VmcoreInfo,
-    ptr: usize,
-    be: bool,
-    limit: u64,
-    read: &dyn Fn(u64, &mut [u8]) -> Result<()>,
-) -> Result<Vec<u8>> {
+fn legacy(info: &VmcoreInfo, w: &Words<'_>, limit: u64) -> Result<Vec<u8>> {
     let l = Layout { info };
     let missing = || {
         Error::BadCore(
@@ -249,16 +218,11 @@ fn legacy(
                 .into(),
         )
     };
-    let uint = |at: u64, size: usize| -> Result<u64> {
-        let mut b = [0u8; 8];
-        read(at, &mut b[..size])?;
-        Ok(crate::image::uint(&b[..size], be))
-    };
     let sym = |name: &str| info.symbol(name).ok_or_else(missing);
-    let buf = uint(sym("log_buf")?, ptr)?;
-    let len = uint(sym("log_buf_len")?, 4)?;
-    let first = uint(sym("log_first_idx")?, 4)?;
-    let next = uint(sym("log_next_idx")?, 4)?;
+    let buf = w.ptr(sym("log_buf")?)?;
+    let len = w.uint(sym("log_buf_len")?, 4)?;
+    let first = w.uint(sym("log_first_idx")?, 4)?;
+    let next = w.uint(sym("log_next_idx")?, 4)?;
     // `struct printk_log`, `struct log` before Linux 3.11.
     let ty = if info.get("SIZE(printk_log)").is_some() {
         "printk_log"
@@ -290,7 +254,7 @@ fn legacy(
         left -= 1;
         let at = buf.wrapping_add(idx);
         let rec = if idx + hdr <= len {
-            uint(at.wrapping_add(len_off), 2)?
+            w.uint(at.wrapping_add(len_off), 2)?
         } else {
             0
         };
@@ -307,21 +271,27 @@ fn legacy(
                 "the kernel log at {buf:#x}: the record at index {idx} claims {rec} bytes"
             )));
         }
-        let ts = uint(at.wrapping_add(ts_off), 8)?;
-        let text_len = uint(at.wrapping_add(text_off), 2)?.min(rec - hdr);
+        let ts = w.uint(at.wrapping_add(ts_off), 8)?;
+        let text_len = w.uint(at.wrapping_add(text_off), 2)?.min(rec - hdr);
         let mut text = vec![0u8; text_len as usize];
-        read(at.wrapping_add(hdr), &mut text)?;
-        let stamp = format!(
-            "[{:5}.{:06}] ",
-            ts / 1_000_000_000,
-            ts % 1_000_000_000 / 1000
-        );
-        for line in text.split(|&b| b == b'\n') {
-            out.extend_from_slice(stamp.as_bytes());
-            out.extend_from_slice(line);
-            out.push(b'\n');
-        }
+        w.read(at.wrapping_add(hdr), &mut text)?;
+        push_record(&mut out, ts, &text);
         idx += rec;
     }
     Ok(out)
+}
+
+/// Appends a record as `dmesg` prints it: each line of `text` after the
+/// timestamp, `[seconds.micros] `.
+fn push_record(out: &mut Vec<u8>, ts: u64, text: &[u8]) {
+    let stamp = format!(
+        "[{:5}.{:06}] ",
+        ts / 1_000_000_000,
+        ts % 1_000_000_000 / 1000
+    );
+    for line in text.split(|&b| b == b'\n') {
+        out.extend_from_slice(stamp.as_bytes());
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
 }

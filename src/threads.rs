@@ -15,6 +15,7 @@
 //! `NT_PRSTATUS` notes), with the tid the note carries.
 
 use crate::error::{Error, Result};
+use crate::kvm::Words;
 
 /// A kernel thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,73 +43,51 @@ pub struct Thread {
 /// `MAXCOMLEN + 1` (sys/sys/param.h): `td_name` and `p_comm`.
 const COMLEN: usize = 20;
 
-/// What the FreeBSD walk reads memory with.
-pub struct Mem<'a> {
-    /// Reads kernel virtual memory exactly.
-    pub read: &'a dyn Fn(u64, &mut [u8]) -> Result<()>,
-    /// Resolves a kernel symbol.
-    pub symbol: &'a dyn Fn(&str) -> Option<u64>,
-    /// Pointer size and byte order.
-    pub ptr: usize,
-    pub be: bool,
-    /// Most threads a walk may report (what the dump can hold).
-    pub limit: u64,
+/// A NUL-terminated name of `COMLEN` bytes at `at`; empty when it cannot
+/// be read.
+fn name(w: &Words<'_>, at: u64) -> String {
+    let mut b = [0u8; COMLEN];
+    if w.read(at, &mut b).is_err() {
+        return String::new();
+    }
+    let end = b.iter().position(|&c| c == 0).unwrap_or(COMLEN);
+    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
-impl Mem<'_> {
-    fn uint(&self, at: u64, size: usize) -> Result<u64> {
-        let mut b = [0u8; 8];
-        (self.read)(at, &mut b[..size])?;
-        Ok(crate::image::uint(&b[..size], self.be))
-    }
-    fn int(&self, at: u64) -> Result<i32> {
-        Ok(self.uint(at, 4)? as u32 as i32)
-    }
-    fn ptr(&self, at: u64) -> Result<u64> {
-        self.uint(at, self.ptr)
-    }
-    fn name(&self, at: u64) -> String {
-        let mut b = [0u8; COMLEN];
-        if (self.read)(at, &mut b).is_err() {
-            return String::new();
-        }
-        let end = b.iter().position(|&c| c == 0).unwrap_or(COMLEN);
-        String::from_utf8_lossy(&b[..end]).into_owned()
-    }
-    /// An exported offset (`const int`).
-    fn offset(&self, name: &'static str) -> Result<u64> {
-        let at = (self.symbol)(name).ok_or(Error::MissingSymbol(name))?;
-        let v = self.int(at)?;
-        u64::try_from(v)
-            .map_err(|_| Error::BadCore(format!("the kernel's {name} is {v}, not an offset")))
-    }
+/// An offset the kernel exports for debuggers (a `const int`).
+fn offset(w: &Words<'_>, name: &'static str) -> Result<u64> {
+    let at = w.symbol(name).ok_or(Error::MissingSymbol(name))?;
+    let v = w.int(at)?;
+    u64::try_from(v)
+        .map_err(|_| Error::BadCore(format!("the kernel's {name} is {v}, not an offset")))
 }
 
 /// The threads of a FreeBSD kernel: the processes of `allproc`, then of
 /// `zombproc`, each list reversed (new processes go to its head, so this
 /// is ascending PID order, as lldb lists them); threads in list order.
-pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
-    let p_list = m.offset("proc_off_p_list")?;
-    let p_threads = m.offset("proc_off_p_threads")?;
-    let p_pid = m.offset("proc_off_p_pid")?;
-    let p_comm = m.offset("proc_off_p_comm")?;
-    let td_plist = m.offset("thread_off_td_plist")?;
-    let td_tid = m.offset("thread_off_td_tid")?;
-    let td_name = m.offset("thread_off_td_name")?;
-    let td_oncpu = m.offset("thread_off_td_oncpu")?;
-    let td_pcb = m.offset("thread_off_td_pcb")?;
-    let dumptid = match (m.symbol)("dumptid") {
+/// `limit` bounds the processes and threads: what the dump can hold.
+pub fn freebsd(m: &Words<'_>, limit: u64) -> Result<Vec<Thread>> {
+    let p_list = offset(m, "proc_off_p_list")?;
+    let p_threads = offset(m, "proc_off_p_threads")?;
+    let p_pid = offset(m, "proc_off_p_pid")?;
+    let p_comm = offset(m, "proc_off_p_comm")?;
+    let td_plist = offset(m, "thread_off_td_plist")?;
+    let td_tid = offset(m, "thread_off_td_tid")?;
+    let td_name = offset(m, "thread_off_td_name")?;
+    let td_oncpu = offset(m, "thread_off_td_oncpu")?;
+    let td_pcb = offset(m, "thread_off_td_pcb")?;
+    let dumptid = match m.symbol("dumptid") {
         Some(at) => Some(m.int(at)?),
         None => None,
     };
-    let dumppcb = (m.symbol)("dumppcb").unwrap_or(0);
-    let stoppcbs = (m.symbol)("stoppcbs");
-    let pcb_size = match (m.symbol)("pcb_size") {
+    let dumppcb = m.symbol("dumppcb").unwrap_or(0);
+    let stoppcbs = m.symbol("stoppcbs");
+    let pcb_size = match m.symbol("pcb_size") {
         Some(at) => u64::try_from(m.int(at)?).unwrap_or(0),
         None => 0,
     };
-    let stopped_cpus = (m.symbol)("stopped_cpus");
-    let mp_maxid = match (m.symbol)("mp_maxid") {
+    let stopped_cpus = m.symbol("stopped_cpus");
+    let mp_maxid = match m.symbol("mp_maxid") {
         Some(at) => u32::try_from(m.int(at)?).ok(),
         None => None,
     };
@@ -121,17 +100,17 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
         if mp_maxid.is_some_and(|max| cpu > max) || cpu >= 65536 {
             return false;
         }
-        let bits = 8 * m.ptr as u64;
-        let at = set.wrapping_add(u64::from(cpu) / bits * m.ptr as u64);
-        m.uint(at, m.ptr)
+        let bits = 8 * m.ptr_size as u64;
+        let at = set.wrapping_add(u64::from(cpu) / bits * m.ptr_size as u64);
+        m.uint(at, m.ptr_size)
             .is_ok_and(|word| word >> (u64::from(cpu) % bits) & 1 == 1)
     };
     // Every process and thread once: a list that comes back to an entry
     // loops (a damaged dump), and the walk stops there with an error.
     let mut seen = std::collections::HashSet::new();
     let mut visit = |at: u64, what: &str| -> Result<()> {
-        if seen.len() as u64 >= m.limit {
-            return Err(too_many(what, m.limit));
+        if seen.len() as u64 >= limit {
+            return Err(too_many(what, limit));
         }
         if !seen.insert(at) {
             return Err(Error::BadCore(format!(
@@ -142,7 +121,7 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
     };
     let mut procs = Vec::new();
     for list in ["allproc", "zombproc"] {
-        let Some(head) = (m.symbol)(list) else {
+        let Some(head) = m.symbol(list) else {
             continue;
         };
         let first = procs.len();
@@ -163,7 +142,7 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
         let Ok(pid) = m.int(p.wrapping_add(p_pid)) else {
             continue;
         };
-        let comm = m.name(p.wrapping_add(p_comm));
+        let comm = name(m, p.wrapping_add(p_comm));
         let mut td = m.ptr(p.wrapping_add(p_threads)).unwrap_or(0);
         while td != 0 {
             visit(td, "a process's thread list")?;
@@ -189,7 +168,7 @@ pub fn freebsd(m: &Mem<'_>) -> Result<Vec<Thread>> {
                 cpu,
                 thread: td,
                 pcb,
-                name: m.name(td.wrapping_add(td_name)),
+                name: name(m, td.wrapping_add(td_name)),
                 comm: comm.clone(),
                 crashed,
             });

@@ -95,7 +95,7 @@ fn hex(v: &str) -> Option<u64> {
 }
 
 /// A decimal value, or hexadecimal with `0x`.
-fn number(v: &str) -> Option<u64> {
+pub fn number(v: &str) -> Option<u64> {
     match v.strip_prefix("0x") {
         Some(h) => u64::from_str_radix(h, 16).ok(),
         None => v.parse().ok(),
