@@ -109,6 +109,10 @@ int kvm_nlist(kvm_t *kd, struct nlist *nl);
 /* kvm_walk_pages() callback: return 0 to stop the walk (FreeBSD kvm.h). */
 struct kvm_page;
 typedef int kvm_walk_pages_cb_t(struct kvm_page *, void *);
+
+/* Extension: kvm_walk_threads() callback, as kvm_walk_pages_cb_t. */
+struct kvm_thread;
+typedef int kvm_walk_threads_cb_t(struct kvm_thread *, void *);
 "#;
 
 fn write_header(root: &Path, out: &Path) {

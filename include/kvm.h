@@ -77,6 +77,10 @@ int kvm_nlist(kvm_t *kd, struct nlist *nl);
 struct kvm_page;
 typedef int kvm_walk_pages_cb_t(struct kvm_page *, void *);
 
+/* Extension: kvm_walk_threads() callback, as kvm_walk_pages_cb_t. */
+struct kvm_thread;
+typedef int kvm_walk_threads_cb_t(struct kvm_thread *, void *);
+
 
 /*
  The `kp_version` this library fills in (`LIBKVM_WALK_PAGES_VERSION`).
@@ -178,6 +182,28 @@ typedef int kvm_walk_pages_cb_t(struct kvm_page *, void *);
  addresses).
  */
 #define KVM_BASE_VIRT 1
+
+/*
+ Extension: the `kt_version` this library fills in (`struct kvm_thread`).
+ */
+#define KVM_THREAD_VERSION 1
+
+/*
+ `kt_flags`: the thread that was dumping (FreeBSD's `dumptid`), or the
+ Linux CPU that panicked.
+ */
+#define KVM_THREAD_CRASHED 1
+
+/*
+ Bytes of `kt_name` and `kt_comm`: FreeBSD's `MAXCOMLEN + 1`.
+ */
+#define KVM_THREAD_NAMELEN 20
+
+/*
+ Extension: the most registers `kvm_thread_registers()` fills (one bit
+ each in its mask).
+ */
+#define KVM_REGS_MAX 64
 
 /*
  A symbol resolver for `kvm_open2()`: stores the address of `name` in
@@ -306,6 +332,55 @@ struct kvm_page {
    Length in bytes (page or superpage size).
    */
   size_t kp_len;
+};
+
+/*
+ Extension: a kernel thread, passed to the `kvm_walk_threads()`
+ callback. Valid only during the call; copy what is kept.
+ */
+struct kvm_thread {
+  /*
+   `KVM_THREAD_VERSION`.
+   */
+  unsigned int kt_version;
+  /*
+   `KVM_THREAD_*` bits.
+   */
+  unsigned int kt_flags;
+  /*
+   Thread id (FreeBSD `td_tid`; Linux: the `NT_PRSTATUS` note's
+   `pr_pid`).
+   */
+  int kt_tid;
+  /*
+   Process id (FreeBSD `p_pid`), -1 where the dump does not say.
+   */
+  int kt_pid;
+  /*
+   The CPU the thread ran on, or -1.
+   */
+  int kt_cpu;
+  /*
+   Reserved, 0.
+   */
+  int kt_spare;
+  /*
+   Address of its `struct thread`, 0 where there is none.
+   */
+  kvaddr_t kt_thread;
+  /*
+   Address of the PCB its registers come from, 0 where there is none
+   (a Linux CPU's registers are in the dump's notes).
+   */
+  kvaddr_t kt_pcb;
+  /*
+   Thread name (`td_name`), NUL-terminated; "" when unknown.
+   */
+  char kt_name[KVM_THREAD_NAMELEN];
+  /*
+   Process name (`p_comm`), NUL-terminated; "" when unknown.
+   */
+  char kt_comm[KVM_THREAD_NAMELEN];
 };
 
 #ifdef __cplusplus
@@ -451,6 +526,39 @@ ssize_t kvm_write(kvm_t *kd, unsigned long kva, const void *buf, size_t len);
  completed, 0 when it was stopped or failed (see `kvm_geterr()`).
  */
 int kvm_walk_pages(kvm_t *kd, int (*cb)(struct kvm_page *page, void *closure), void *closure);
+
+/*
+ Extension: calls `cb(thread, closure)` for every kernel thread (see
+ `struct kvm_thread`): FreeBSD's from `allproc` then `zombproc`,
+ ascending pid; a Linux dump's one per CPU it saved registers of. `cb`
+ returns 0 to stop. Returns 1 when the walk completed, 0 when it was
+ stopped or failed (see `kvm_geterr()`), as `kvm_walk_pages()`.
+ */
+int kvm_walk_threads(kvm_t *kd, int (*cb)(struct kvm_thread *thread, void *closure), void *closure);
+
+/*
+ Extension: fills `regs[i]` with thread `td`'s register `i` in the
+ order of gdb's target description for the dump's architecture
+ (`kvm_register_name()` names them), for `i` below `nregs` and the
+ architecture's count, and sets bit `i` of `*known` for each register
+ the saved state holds (a PCB holds the callee-saved registers only;
+ unknown registers are 0). `td` is one `kvm_walk_threads()` passed (or
+ a copy). Returns the architecture's register count (at most
+ `KVM_REGS_MAX`), or -1 with `kvm_geterr()` set.
+ */
+int kvm_thread_registers(kvm_t *kd,
+                         const struct kvm_thread *td,
+                         uint64_t *regs,
+                         unsigned int nregs,
+                         uint64_t *known);
+
+/*
+ Extension: gdb's name of register `regno` of the dump's architecture
+ (`"rip"`, `"x29"`, ...), NULL past the last or when registers of the
+ architecture cannot be read. `*bits`, when not NULL, gets its size in
+ bits. The string is static.
+ */
+const char *kvm_register_name(kvm_t *kd, unsigned int regno, unsigned int *bits);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -201,6 +201,9 @@ const _: () = {
 };
 
 /// What a handle reads: a dump, or a space stacked on one.
+// Each handle is boxed once (the `kvm_t`): the variants' sizes cost
+// nothing, and a second box would cost every read a load.
+#[allow(clippy::large_enum_variant)]
 enum Handle {
     Dump(Kvm),
     Space(Space),
@@ -887,4 +890,208 @@ pub unsafe extern "C" fn kvm_walk_pages(
             }
         }
     })
+}
+
+/// Extension: the `kt_version` this library fills in (`struct kvm_thread`).
+pub const KVM_THREAD_VERSION: c_uint = 1;
+/// `kt_flags`: the thread that was dumping (FreeBSD's `dumptid`), or the
+/// Linux CPU that panicked.
+pub const KVM_THREAD_CRASHED: c_uint = 0x1;
+/// Bytes of `kt_name` and `kt_comm`: FreeBSD's `MAXCOMLEN + 1`.
+pub const KVM_THREAD_NAMELEN: usize = 20;
+/// Extension: the most registers `kvm_thread_registers()` fills (one bit
+/// each in its mask).
+pub const KVM_REGS_MAX: c_uint = 64;
+const_assert_eq!(KVM_REGS_MAX as usize, crate::regs::MAX_REGISTERS);
+
+/// Extension: a kernel thread, passed to the `kvm_walk_threads()`
+/// callback. Valid only during the call; copy what is kept.
+#[repr(C)]
+pub struct kvm_thread {
+    /// `KVM_THREAD_VERSION`.
+    pub kt_version: c_uint,
+    /// `KVM_THREAD_*` bits.
+    pub kt_flags: c_uint,
+    /// Thread id (FreeBSD `td_tid`; Linux: the `NT_PRSTATUS` note's
+    /// `pr_pid`).
+    pub kt_tid: c_int,
+    /// Process id (FreeBSD `p_pid`), -1 where the dump does not say.
+    pub kt_pid: c_int,
+    /// The CPU the thread ran on, or -1.
+    pub kt_cpu: c_int,
+    /// Reserved, 0.
+    pub kt_spare: c_int,
+    /// Address of its `struct thread`, 0 where there is none.
+    pub kt_thread: kvaddr_t,
+    /// Address of the PCB its registers come from, 0 where there is none
+    /// (a Linux CPU's registers are in the dump's notes).
+    pub kt_pcb: kvaddr_t,
+    /// Thread name (`td_name`), NUL-terminated; "" when unknown.
+    pub kt_name: [c_char; KVM_THREAD_NAMELEN],
+    /// Process name (`p_comm`), NUL-terminated; "" when unknown.
+    pub kt_comm: [c_char; KVM_THREAD_NAMELEN],
+}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    const_assert_eq!(offset_of!(kvm_thread, kt_thread), 24);
+    const_assert_eq!(offset_of!(kvm_thread, kt_name), 40);
+    assert_eq_size!(kvm_thread, [u64; 10]);
+};
+
+/// A NUL-terminated copy of `s` in `KVM_THREAD_NAMELEN` bytes (cut short
+/// at a character boundary's byte if longer).
+fn c_name(s: &str) -> [c_char; KVM_THREAD_NAMELEN] {
+    let mut out = [0 as c_char; KVM_THREAD_NAMELEN];
+    for (o, &b) in out
+        .iter_mut()
+        .zip(s.as_bytes().iter().take(KVM_THREAD_NAMELEN - 1))
+    {
+        *o = b as c_char;
+    }
+    out
+}
+
+/// The Rust form of a C thread: what `Kvm::registers` needs.
+fn from_c(t: &kvm_thread) -> crate::Thread {
+    crate::Thread {
+        tid: t.kt_tid,
+        pid: t.kt_pid,
+        cpu: u32::try_from(t.kt_cpu).ok(),
+        thread: t.kt_thread,
+        pcb: t.kt_pcb,
+        name: String::new(),
+        comm: String::new(),
+        crashed: t.kt_flags & KVM_THREAD_CRASHED != 0,
+    }
+}
+
+/// Extension: calls `cb(thread, closure)` for every kernel thread (see
+/// `struct kvm_thread`): FreeBSD's from `allproc` then `zombproc`,
+/// ascending pid; a Linux dump's one per CPU it saved registers of. `cb`
+/// returns 0 to stop. Returns 1 when the walk completed, 0 when it was
+/// stopped or failed (see `kvm_geterr()`), as `kvm_walk_pages()`.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_walk_threads(
+    kd: *mut kvm_t,
+    cb: Option<unsafe extern "C" fn(thread: *mut kvm_thread, closure: *mut c_void) -> c_int>,
+    closure: *mut c_void,
+) -> c_int {
+    let Some(k) = kd.as_ref() else { return 0 };
+    let Some(cb) = cb else {
+        k.set_err("kvm_walk_threads: NULL callback");
+        return 0;
+    };
+    guard(kd, 0, || {
+        let threads = match &k.kvm {
+            Handle::Dump(kvm) => kvm.threads(),
+            Handle::Space(_) => Err(Error::NotSupported("threads of an address space")),
+        };
+        let threads = match threads {
+            Ok(t) => t,
+            Err(e) => {
+                k.set_err(&format!("kvm_walk_threads: {e}"));
+                return 0;
+            }
+        };
+        for t in &threads {
+            let mut kt = kvm_thread {
+                kt_version: KVM_THREAD_VERSION,
+                kt_flags: if t.crashed { KVM_THREAD_CRASHED } else { 0 },
+                kt_tid: t.tid,
+                kt_pid: t.pid,
+                kt_cpu: t.cpu.and_then(|c| c_int::try_from(c).ok()).unwrap_or(-1),
+                kt_spare: 0,
+                kt_thread: t.thread,
+                kt_pcb: t.pcb,
+                kt_name: c_name(&t.name),
+                kt_comm: c_name(&t.comm),
+            };
+            if cb(&mut kt, closure) == 0 {
+                return 0;
+            }
+        }
+        1
+    })
+}
+
+/// Extension: fills `regs[i]` with thread `td`'s register `i` in the
+/// order of gdb's target description for the dump's architecture
+/// (`kvm_register_name()` names them), for `i` below `nregs` and the
+/// architecture's count, and sets bit `i` of `*known` for each register
+/// the saved state holds (a PCB holds the callee-saved registers only;
+/// unknown registers are 0). `td` is one `kvm_walk_threads()` passed (or
+/// a copy). Returns the architecture's register count (at most
+/// `KVM_REGS_MAX`), or -1 with `kvm_geterr()` set.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_thread_registers(
+    kd: *mut kvm_t,
+    td: *const kvm_thread,
+    regs: *mut u64,
+    nregs: c_uint,
+    known: *mut u64,
+) -> c_int {
+    let Some(k) = kd.as_ref() else { return -1 };
+    let Some(td) = td.as_ref() else {
+        k.set_err("kvm_thread_registers: NULL thread");
+        return -1;
+    };
+    if td.kt_version != KVM_THREAD_VERSION {
+        k.set_err(&format!(
+            "kvm_thread_registers: kt_version {} is not KVM_THREAD_VERSION ({KVM_THREAD_VERSION})",
+            td.kt_version
+        ));
+        return -1;
+    }
+    if regs.is_null() && nregs > 0 {
+        k.set_err("kvm_thread_registers: NULL regs");
+        return -1;
+    }
+    guard(kd, -1, || {
+        let got = match &k.kvm {
+            Handle::Dump(kvm) => kvm.registers(&from_c(td)),
+            Handle::Space(_) => Err(Error::NotSupported("threads of an address space")),
+        };
+        match got {
+            Ok(r) => {
+                for i in 0..r.len().min(nregs as usize) {
+                    *regs.add(i) = r.value(i).unwrap_or(0);
+                }
+                if !known.is_null() {
+                    *known = r.known();
+                }
+                r.len() as c_int
+            }
+            Err(e) => {
+                k.set_err(&format!("kvm_thread_registers: {e}"));
+                -1
+            }
+        }
+    })
+}
+
+/// Extension: gdb's name of register `regno` of the dump's architecture
+/// (`"rip"`, `"x29"`, ...), NULL past the last or when registers of the
+/// architecture cannot be read. `*bits`, when not NULL, gets its size in
+/// bits. The string is static.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_register_name(
+    kd: *mut kvm_t,
+    regno: c_uint,
+    bits: *mut c_uint,
+) -> *const c_char {
+    let Some(k) = kd.as_ref() else {
+        return std::ptr::null();
+    };
+    let arch = match &k.kvm {
+        Handle::Dump(kvm) => kvm.register_arch(),
+        Handle::Space(_) => None,
+    };
+    let Some(r) = arch.and_then(|a| a.registers().get(regno as usize)) else {
+        return std::ptr::null();
+    };
+    if !bits.is_null() {
+        *bits = r.bits;
+    }
+    r.c_name().as_ptr()
 }

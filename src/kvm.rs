@@ -8,6 +8,7 @@ use crate::kernel::{Kernel, Symbol};
 use crate::linux::{self, LinuxCore, Symbols};
 use crate::physmem::Span;
 use crate::registry::{self, Backend, Probe, Setup, Translator};
+use crate::regs::{Arch, Registers};
 use crate::threads::Thread;
 use crate::walk::Page;
 use object::elf::{EM_386, EM_X86_64};
@@ -277,6 +278,7 @@ impl OpenOptions {
         let mut symbols = Symbols::new(&l.info, &kernel, &kpath)?;
         symbols.word = (if l.machine == EM_386 { 4 } else { 8 }, l.big_endian);
         symbols.prstatus = l.prstatus.clone();
+        symbols.machine = l.machine;
         let backend = registry::find(&Probe {
             kernel: kernel.ident,
             core_head: chead.bytes(),
@@ -388,6 +390,10 @@ impl Words<'_> {
     /// A symbol's value.
     pub fn symbol(&self, name: &str) -> Option<u64> {
         self.kvm.symbol(name).map(|s| s.value)
+    }
+    /// The kernel stores words big-endian.
+    pub fn big_endian(&self) -> bool {
+        self.be
     }
 }
 
@@ -585,8 +591,8 @@ impl Kvm {
                 .prstatus
                 .iter()
                 .enumerate()
-                .map(|(cpu, &tid)| Thread {
-                    tid,
+                .map(|(cpu, note)| Thread {
+                    tid: note.pid,
                     pid: -1,
                     cpu: u32::try_from(cpu).ok(),
                     thread: 0,
@@ -604,6 +610,51 @@ impl Kvm {
         // quarter as many threads as this (and memory stays a fraction of
         // the dump's; loops end at their first repeat).
         crate::threads::freebsd(&w, self.memory_held() / 256 + 1024)
+    }
+
+    /// The architecture whose registers [`Kvm::registers`] reads, `None`
+    /// when it reads none of this dump's.
+    pub fn register_arch(&self) -> Option<Arch> {
+        let machine = match (&self.linux, self.kernel.ident) {
+            (Some(symbols), _) => symbols.machine,
+            (None, Some(ident)) => ident.machine,
+            (None, None) => return None,
+        };
+        Arch::from_machine(machine)
+    }
+
+    /// A thread's registers (see [`Registers`]): FreeBSD's from the PCB
+    /// [`Kvm::threads`] chose, in the layout of the kernel's architecture
+    /// and era (arm64's changed at osreldate 1400084); a Linux CPU's from
+    /// its `NT_PRSTATUS` note.
+    pub fn registers(&self, thread: &Thread) -> Result<Registers> {
+        if let Some(symbols) = &self.linux {
+            let note = thread
+                .cpu
+                .and_then(|c| symbols.prstatus.get(c as usize))
+                .ok_or_else(|| {
+                    Error::BadCore(format!(
+                        "thread {} has no CPU with registers in the dump (it has {} \
+                         NT_PRSTATUS notes)",
+                        thread.tid,
+                        symbols.prstatus.len()
+                    ))
+                })?;
+            let (_, be) = symbols.word;
+            return crate::regs::linux(symbols.machine, be, &note.reg, thread.cpu.unwrap_or(0));
+        }
+        let (Some(w), Some(arch)) = (self.words(), self.register_arch()) else {
+            return Err(Error::NotSupported(
+                "registers without a kernel image of a known architecture",
+            ));
+        };
+        if thread.pcb == 0 {
+            return Err(Error::BadCore(format!(
+                "thread {} has no PCB to read registers from",
+                thread.tid
+            )));
+        }
+        crate::regs::freebsd(&w, arch, thread.pcb)
     }
 
     /// The kernel's memory as its structures are read, in its word size

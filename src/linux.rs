@@ -41,9 +41,19 @@ pub struct LinuxCore {
     pub qemu_cr: Option<[u64; 5]>,
     /// "ELF vmcore" or the kdump description, for messages.
     pub format: String,
-    /// The `pr_pid` of each `NT_PRSTATUS` note: one per CPU the crash
-    /// kernel saved, in note order.
-    pub prstatus: Vec<i32>,
+    /// Each `NT_PRSTATUS` note: one per CPU the crash kernel saved, in
+    /// note order.
+    pub prstatus: Vec<Prstatus>,
+}
+
+/// What a CPU's `NT_PRSTATUS` note holds for a debugger.
+#[derive(Debug, Clone, Default)]
+pub struct Prstatus {
+    /// `pr_pid`: the task that ran on the CPU (-1 when the note is too
+    /// short to say).
+    pub pid: i32,
+    /// The note's bytes from `pr_reg` on (at most `regs::PR_REG_MAX`).
+    pub reg: Vec<u8>,
 }
 
 /// The most note bytes read (a `PRSTATUS` note is under 512 bytes: this
@@ -87,7 +97,7 @@ impl LinuxCore {
             machine: id.machine,
             big_endian: id.big_endian,
             qemu_cr: qemu_control_registers(&notes, id.big_endian),
-            prstatus: prstatus_pids(&notes, id.big_endian, id.machine),
+            prstatus: prstatus(&notes, id.big_endian, id.machine),
             info: info.unwrap_or_default(),
             format: "ELF vmcore".into(),
         }))
@@ -116,7 +126,7 @@ impl LinuxCore {
         let big_endian = dump.big_endian();
         let format = dump.describe();
         let qemu_cr = qemu_control_registers(dump.notes().unwrap_or_default(), big_endian);
-        let prstatus = prstatus_pids(dump.notes().unwrap_or_default(), big_endian, machine);
+        let prstatus = prstatus(dump.notes().unwrap_or_default(), big_endian, machine);
         Ok(LinuxCore {
             mem: Mem::Kdump(dump),
             prstatus,
@@ -144,23 +154,28 @@ impl LinuxCore {
     }
 }
 
-/// The `pr_pid` of each `NT_PRSTATUS` note ("CORE", type 1:
-/// include/uapi/linux/elf.h): kexec's crash kernel and QEMU write one per
-/// CPU. `struct elf_prstatus` starts with `elf_siginfo` (3 ints),
-/// `pr_cursig` (a short, padded), `pr_sigpend` and `pr_sighold` (longs),
-/// then `pr_pid`: at 32 with 8-byte longs, 24 with 4-byte ones (i386).
-fn prstatus_pids(notes: &[u8], big_endian: bool, machine: u16) -> Vec<i32> {
+/// Each `NT_PRSTATUS` note ("CORE", type 1: include/uapi/linux/elf.h):
+/// kexec's crash kernel and QEMU write one per CPU. `struct elf_prstatus`
+/// starts with `elf_siginfo` (3 ints), `pr_cursig` (a short, padded),
+/// `pr_sigpend` and `pr_sighold` (longs), then `pr_pid`: at 32 with 8-byte
+/// longs, 24 with 4-byte ones (i386); `pr_reg` follows the times.
+fn prstatus(notes: &[u8], big_endian: bool, machine: u16) -> Vec<Prstatus> {
     let at = if machine == elf::EM_386 { 24 } else { 32 };
-    let mut pids = Vec::new();
+    let reg = crate::regs::pr_reg_offset(machine);
+    let mut out = Vec::new();
     for_each_note(notes, big_endian, |name, ty, desc| {
         if name == b"CORE" && ty == elf::NT_PRSTATUS {
             let pid = desc
                 .get(at..at + 4)
                 .map_or(-1, |b| uint(b, big_endian) as u32 as i32);
-            pids.push(pid);
+            let reg = desc.get(reg..).unwrap_or_default();
+            out.push(Prstatus {
+                pid,
+                reg: reg[..reg.len().min(crate::regs::PR_REG_MAX)].to_vec(),
+            });
         }
     });
-    pids
+    out
 }
 
 /// The first CPU's `cr[0..5]` from QEMU's per-CPU "QEMU" notes
@@ -230,8 +245,10 @@ pub struct Symbols {
     /// The kernel's pointer size (4 or 8) and byte order, for reading
     /// its structures.
     pub word: (usize, bool),
-    /// The tid of each CPU the dump has registers of (`NT_PRSTATUS`).
-    pub prstatus: Vec<i32>,
+    /// Each CPU the dump has registers of (`NT_PRSTATUS`).
+    pub prstatus: Vec<Prstatus>,
+    /// The dumped machine (`EM_*`).
+    pub machine: u16,
 }
 
 impl Symbols {
@@ -278,6 +295,7 @@ impl Symbols {
             info: info.clone(),
             word: (8, false),
             prstatus: Vec::new(),
+            machine: 0,
         })
     }
 }

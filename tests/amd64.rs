@@ -558,7 +558,37 @@ fn kernel_threads() {
     for (name, dump) in [("full", m.full_dump(false)), ("mini3", m.minidump(3))] {
         let kvm = Kvm::open(&kernel, s.file(name, &dump.bytes)).unwrap();
         assert_eq!(kvm.threads().unwrap(), want, "{name}");
+        // Registers as kgdb supplies them from each thread's PCB.
+        for t in &want {
+            let regs = kvm.registers(t).unwrap();
+            let w = Amd64::pcb_words(t.pcb);
+            let names = ["r15", "r14", "r13", "r12", "rbp", "rsp", "rbx", "rip"];
+            for (n, v) in names.iter().zip(w) {
+                assert_eq!(regs.get(n), Some(v), "{name}: {} {n}", t.tid);
+            }
+            assert_eq!((regs.get("cs"), regs.get("ss")), (Some(0x20), Some(0x28)));
+            // What a PCB does not hold: the scratch registers and flags.
+            for n in [
+                "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r11", "eflags", "fs_base",
+            ] {
+                assert_eq!(regs.get(n), None, "{n}");
+            }
+            assert_eq!(regs.known().count_ones(), 10);
+            assert_eq!(regs.arch().gdb_name(), "i386:x86-64");
+        }
+        let dumping = want.iter().find(|t| t.crashed).unwrap();
+        let rip = kvm.registers(dumping).unwrap().get("rip").unwrap();
+        assert_eq!(rip, kvm.symbol("doadump").unwrap().value + 0x1c);
     }
+    // A PCB the dump does not hold: the error names it.
+    let mut lost = want[0].clone();
+    lost.pcb = 0xffff_ffff_ffff_f000;
+    let kvm = Kvm::open(&kernel, s.file("regs", &m.full_dump(false).bytes)).unwrap();
+    let e = kvm.registers(&lost).unwrap_err().to_string();
+    assert!(e.contains("0xfffffffffffff000"), "{e}");
+    lost.pcb = 0;
+    let e = kvm.registers(&lost).unwrap_err().to_string();
+    assert!(e.contains("has no PCB"), "{e}");
     // A thread on a CPU past any cpuset (a damaged td_oncpu) is listed
     // with its own td_pcb; so are threads on CPUs when the kernel has no
     // stopped_cpus (kgdb's cpu_stopped is false then).

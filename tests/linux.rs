@@ -570,3 +570,93 @@ fn kernel_log() {
         "{e}"
     );
 }
+
+/// Each CPU's registers from its `NT_PRSTATUS` note's `pr_reg`, in gdb's
+/// order: x86-64's `user_regs_struct`, i386's, arm64's `user_pt_regs`.
+#[test]
+fn cpu_registers() {
+    let x86 = LinuxX86::kaslr();
+    let i386 = LinuxI386::new(fixture::i386::Mode::Pae, 0xc000_0000, 0x80_0000);
+    let arm64 = fixture::linux_arm64::LinuxArm64::new(fixture::linux_arm64::CONFIGS[0]);
+    // (name, vmcore, gdb architecture, [(register, pr_reg word)]).
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        &'static str,
+        Vec<(&'static str, usize)>,
+    );
+    let cases: [Case; 3] = [
+        (
+            "x86-64",
+            x86.elf_vmcore(Style::Kdump),
+            "i386:x86-64",
+            vec![
+                ("r15", 0),
+                ("rbx", 5),
+                ("rax", 10),
+                ("rdi", 14),
+                ("rip", 16),
+                ("cs", 17),
+                ("eflags", 18),
+                ("rsp", 19),
+                ("fs_base", 21),
+                ("gs", 26),
+            ],
+        ),
+        (
+            "i386",
+            i386.elf_vmcore(Style::Kdump),
+            "i386",
+            vec![
+                ("ebx", 0),
+                ("eax", 6),
+                ("eip", 12),
+                ("eflags", 14),
+                ("esp", 15),
+                ("ss", 16),
+            ],
+        ),
+        (
+            "aarch64",
+            arm64.elf_vmcore(Style::Kdump),
+            "aarch64",
+            vec![
+                ("x0", 0),
+                ("x29", 29),
+                ("x30", 30),
+                ("sp", 31),
+                ("pc", 32),
+                ("cpsr", 33),
+            ],
+        ),
+    ];
+    for (name, core, arch, regs) in cases {
+        let s = Scratch::new(&format!("linux-regs-{name}"));
+        let kvm = open(None, &s.file("vmcore", &core)).unwrap();
+        assert_eq!(kvm.register_arch().map(|a| a.gdb_name()), Some(arch));
+        let threads = kvm.threads().unwrap();
+        assert_eq!(threads.len(), 2, "{name}");
+        for t in &threads {
+            let cpu = t.cpu.unwrap();
+            let got = kvm.registers(t).unwrap();
+            for &(reg, word) in &regs {
+                let bits = got.iter().find(|(r, _)| r.name == reg).unwrap().0.bits;
+                let want = fixture::linux::pr_reg_word(cpu, word) & (u64::MAX >> (64 - bits));
+                assert_eq!(got.get(reg), Some(want), "{name} cpu {cpu} {reg}");
+            }
+        }
+        // The whole register set, less what pr_reg has no room for.
+        let all = kvm.registers(&threads[0]).unwrap();
+        let unknown: Vec<&str> = all
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(r, _)| r.name)
+            .collect();
+        assert!(unknown.is_empty(), "{name}: {unknown:?}");
+        // A thread on a CPU without a note.
+        let mut t = threads[0].clone();
+        t.cpu = Some(7);
+        let e = kvm.registers(&t).unwrap_err().to_string();
+        assert!(e.contains("2 NT_PRSTATUS notes"), "{e}");
+    }
+}
