@@ -7,6 +7,9 @@
 //! opened or read (the message names the file or address), 2 for usage
 //! errors.
 
+mod gdb;
+mod rsp;
+
 use clap::{Args, Parser, Subcommand};
 use kvm::{Kvm, OpenOptions, Page};
 use std::io::{self, Write};
@@ -65,6 +68,17 @@ enum Command {
     /// Lists the kernel's threads, like ps -H: pid, tid, CPU, PCB, names;
     /// `*` marks the thread that was dumping.
     Threads(Dump),
+    /// Serves the dump to gdb over the GDB remote serial protocol: on
+    /// standard input and output (`target remote | vmcore gdbserver
+    /// KERNEL CORE`), or on a TCP port.
+    Gdbserver {
+        #[command(flatten)]
+        dump: Dump,
+        /// Listens on HOST:PORT (or PORT, on the loopback interface) for
+        /// one gdb connection instead.
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+    },
     /// Lists the kernel's symbols, sorted by address.
     Symbols {
         #[command(flatten)]
@@ -186,6 +200,28 @@ fn run(command: Command, out: &mut impl Write) -> Result<(), Failure> {
                     "{pid:>7} {:>7} {cpu:>4} {:#18x} {mark}{name}",
                     t.tid, t.pcb
                 )?;
+            }
+            Ok(())
+        }
+        Command::Gdbserver { dump, listen } => {
+            let kvm = dump.open()?;
+            let target = gdb::DumpTarget::new(&kvm)?;
+            match listen {
+                None => rsp::serve(&target, io::stdin().lock(), out)?,
+                Some(addr) => {
+                    let addr = if addr.contains(':') {
+                        addr
+                    } else {
+                        format!("127.0.0.1:{addr}")
+                    };
+                    let listener = std::net::TcpListener::bind(&addr)
+                        .map_err(|e| Failure::Usage(format!("cannot listen on {addr}: {e}")))?;
+                    eprintln!("vmcore: listening on {}", listener.local_addr()?);
+                    let (conn, peer) = listener.accept()?;
+                    eprintln!("vmcore: gdb connected from {peer}");
+                    conn.set_nodelay(true)?;
+                    rsp::serve(&target, &conn, &conn)?;
+                }
             }
             Ok(())
         }
