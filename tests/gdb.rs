@@ -1,0 +1,209 @@
+//! Stock gdb debugging dumps through `vmcore gdbserver` (issue 10): the
+//! system's gdb in batch mode over the pipe and over TCP on the amd64
+//! fixture (FreeBSD: threads from allproc, registers from PCBs), and
+//! gdb-multiarch on a Linux aarch64 vmcore (registers from NT_PRSTATUS,
+//! symbols moved by KASLR through qOffsets). `.ci/run` installs gdb and
+//! gdb-multiarch; elsewhere a missing one skips its test, saying so.
+
+mod fixture;
+use fixture::amd64::{va, Amd64, VERSION};
+use fixture::c::vmcore_bin;
+use fixture::linux::{pr_reg_word, Style};
+use fixture::linux_arm64::{LinuxArm64, BANNER, CONFIGS};
+use fixture::{Fill, Scratch};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// The first of `names` on PATH; `None` (the test is skipped, saying so)
+/// when there is none, except under CI, which installs them.
+fn find_gdb(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in names {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    let what = format!("{} not found on PATH", names.join(" or "));
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what}: .ci/run installs it (Debian packages gdb and gdb-multiarch)"
+    );
+    eprintln!("skipped: {what} (Debian packages gdb and gdb-multiarch)");
+    None
+}
+
+/// Runs gdb in batch mode on `file` with `commands`; its output (stdout
+/// and stderr).
+fn gdb(gdb: &Path, early: &[&str], file: &Path, commands: &[String]) -> String {
+    let mut cmd = Command::new(gdb);
+    cmd.args(["-batch", "-nx"]);
+    for c in early {
+        cmd.args(["-iex", c]);
+    }
+    cmd.arg(file);
+    for c in commands {
+        cmd.args(["-ex", c]);
+    }
+    let out = cmd.output().expect("run gdb");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "gdb failed:\n{text}");
+    text
+}
+
+/// The amd64 fixture kernel and a minidump of it.
+fn amd64(s: &Scratch) -> (Amd64, PathBuf, PathBuf) {
+    let m = Amd64::new(2 << 20, Fill::Pattern);
+    let kernel = s.file("kernel", &m.kernel());
+    let core = s.file("vmcore", &m.minidump(3).bytes);
+    (m, kernel, core)
+}
+
+// Debian's gdb has no FreeBSD OS ABI for x86-64; a FreeBSD kernel is
+// debugged with the generic one.
+const FREEBSD_AMD64: &[&str] = &["set osabi none"];
+
+#[test]
+fn gdb_debugs_a_freebsd_dump_over_the_pipe() {
+    let Some(gdb_bin) = find_gdb(&["gdb", "gdb-multiarch"]) else {
+        return;
+    };
+    let s = Scratch::new("gdb-amd64");
+    let (m, kernel, core) = amd64(&s);
+    let remote = format!(
+        "target remote | {} gdbserver {} {}",
+        vmcore_bin().display(),
+        kernel.display(),
+        core.display()
+    );
+    let cmds: Vec<String> = [
+        remote.as_str(),
+        "info threads",
+        "thread 2",
+        "info registers rip rsp rbx cs rax",
+        "x/s &version",
+        "p/x (int)mp_ncpus",
+        "p *(int *)0",
+        "continue",
+        "info threads",
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
+    let started = Instant::now();
+    let out = gdb(&gdb_bin, FREEBSD_AMD64, &kernel, &cmds);
+    eprintln!("gdb session: {:?}", started.elapsed());
+    // The threads, named pid/tid comm/tdname, the dumping one selected
+    // and in doadump (dumppcb), a stopped CPU's in cpustop_handler.
+    for t in m.expected_threads() {
+        let name = format!("\"{}/{} {}/{}\"", t.pid, t.tid, t.comm, t.name);
+        assert!(out.contains(&name), "{name}:\n{out}");
+    }
+    let selected = out.lines().find(|l| l.starts_with("* 5 ")).unwrap_or("");
+    assert!(
+        selected.contains("\"42/100042 sh/sh\"") && selected.ends_with("in doadump ()"),
+        "{out}"
+    );
+    assert!(out.contains("in cpustop_handler ()"), "{out}");
+    // Thread 2 (softclock, on stopped CPU 1): stoppcbs[1].
+    let pcb = Amd64::pcb_words(va::STOPPCBS + 0x80);
+    for (reg, v) in [("rip", pcb[7]), ("rsp", pcb[5]), ("rbx", pcb[6])] {
+        let line = format!("{reg:<15}{v:#x}");
+        assert!(out.contains(&line), "{line}:\n{out}");
+    }
+    assert!(out.contains("cs             0x20"), "{out}");
+    assert!(out.contains("rax            <unavailable>"), "{out}");
+    let version = String::from_utf8_lossy(&VERSION[..VERSION.len() - 2]).into_owned();
+    assert!(
+        out.contains(&format!("<version>:\t\"{version}\\n\"")),
+        "{out}"
+    );
+    assert!(out.contains("$1 = 0x4"), "{out}");
+    assert!(out.contains("Cannot access memory at address 0x0"), "{out}");
+    assert!(out.contains("a crash dump cannot run"), "{out}");
+}
+
+#[test]
+fn gdb_connects_over_tcp() {
+    let Some(gdb_bin) = find_gdb(&["gdb", "gdb-multiarch"]) else {
+        return;
+    };
+    let s = Scratch::new("gdb-tcp");
+    let (_, kernel, core) = amd64(&s);
+    let mut server = Command::new(vmcore_bin())
+        .args(["gdbserver", "--listen", "127.0.0.1:0"])
+        .arg(&kernel)
+        .arg(&core)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("vmcore: listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .trim()
+        .to_string();
+    let cmds = vec![
+        format!("target remote {addr}"),
+        "info threads".into(),
+        "kill".into(),
+    ];
+    let out = gdb(&gdb_bin, FREEBSD_AMD64, &kernel, &cmds);
+    assert!(
+        out.contains("Thread 7 \"77/100077 zombie/zombie\""),
+        "{out}"
+    );
+    // `k` ends the session and the server with it.
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn gdb_multiarch_debugs_a_linux_aarch64_vmcore() {
+    let Some(gdb_bin) = find_gdb(&["gdb-multiarch"]) else {
+        return;
+    };
+    // A kernel KASLR moved: gdb's vmlinux symbols follow through qOffsets.
+    let cfg = CONFIGS.iter().find(|c| c.kaslr != 0).unwrap();
+    let m = LinuxArm64::new(cfg);
+    let s = Scratch::new("gdb-arm64");
+    let vmlinux = s.file("vmlinux", &m.vmlinux());
+    let core = s.file("vmcore", &m.elf_vmcore(Style::Kdump));
+    let cmds: Vec<String> = vec![
+        format!(
+            "target remote | {} gdbserver {} {}",
+            vmcore_bin().display(),
+            vmlinux.display(),
+            core.display()
+        ),
+        "info threads".into(),
+        "thread 2".into(),
+        "info registers x0 x29 sp pc".into(),
+        "x/s &linux_banner".into(),
+        "p/x &linux_banner".into(),
+    ];
+    let out = gdb(&gdb_bin, &[], &vmlinux, &cmds);
+    assert!(out.contains("Thread 1 \"CPU 0 tid 1\""), "{out}");
+    assert!(out.contains("Thread 2 \"CPU 1 tid 2\""), "{out}");
+    for (reg, i) in [("x0", 0), ("x29", 29), ("sp", 31), ("pc", 32)] {
+        let line = format!("{reg:<15}{:#x}", pr_reg_word(1, i));
+        assert!(out.contains(&line), "{line}:\n{out}");
+    }
+    let banner = String::from_utf8_lossy(BANNER);
+    let banner = banner.trim_end_matches(['\0', '\n']);
+    assert!(out.contains(banner), "{banner}:\n{out}");
+    assert!(
+        out.contains(&format!("= {:#x}", m.sym("linux_banner"))),
+        "{out}"
+    );
+}
