@@ -1413,7 +1413,7 @@ fn threads(cfg: &Cfg) {
         put(b, t::TD_TID, &(200_000 + i as i32).to_le_bytes());
         put(b, t::TD_NAME, b"worker\0");
         put(b, t::TD_ONCPU, &(-1i32).to_le_bytes());
-        put(b, t::TD_PCB, &0u64.to_le_bytes());
+        put(b, t::TD_PCB, &va::PCBS.to_le_bytes());
     }
     m.ram.write(base_pa, &area);
     m.write_virt(proc_va + t::P_THREADS, &(DMAP_MIN + base_pa).to_le_bytes());
@@ -1436,4 +1436,45 @@ fn threads(cfg: &Cfg) {
         "  Kvm::threads: {best:.2?} ({:.0} ns a thread)",
         best.as_nanos() as f64 / count as f64
     );
+    // The tools on the same dump: `vmcore threads`, and gdb's `info
+    // threads` through `vmcore gdbserver` over the pipe (gdb reads every
+    // thread's registers for its frame column), where gdb is installed.
+    let vmcore = fixture::c::vmcore_bin();
+    let t0 = Instant::now();
+    let out = std::process::Command::new(&vmcore)
+        .arg("threads")
+        .args([&kernel, &core])
+        .output()
+        .unwrap();
+    let listed = t0.elapsed();
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout.iter().filter(|&&b| b == b'\n').count(),
+        count + 1
+    );
+    println!("  vmcore threads: {listed:.2?}");
+    let remote = format!(
+        "target remote | {} gdbserver {} {}",
+        vmcore.display(),
+        kernel.display(),
+        core.display()
+    );
+    let t0 = Instant::now();
+    let gdb = std::process::Command::new("gdb")
+        .args(["-batch", "-nx", "-iex", "set osabi none"])
+        .arg(&kernel)
+        .args(["-ex", &remote, "-ex", "info threads"])
+        .output();
+    match gdb {
+        Ok(out) if out.status.success() => {
+            let lines = out.stdout.iter().filter(|&&b| b == b'\n').count();
+            assert!(lines > count, "gdb listed {lines} lines");
+            println!("  gdb info threads over the pipe: {:.2?}", t0.elapsed());
+        }
+        Ok(out) => println!(
+            "  gdb info threads: gdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => println!("  gdb info threads: skipped, gdb cannot run: {e}"),
+    }
 }

@@ -207,3 +207,63 @@ fn gdb_multiarch_debugs_a_linux_aarch64_vmcore() {
         "{out}"
     );
 }
+
+/// The README's gdb session is what gdb shows today: its commands run in
+/// batch mode from the repository root with `vmcore` on PATH, and the
+/// output (stdout and stderr, in order) matches the README's lines.
+#[test]
+fn readme_gdb_session_is_current() {
+    let Some(gdb_bin) = find_gdb(&["gdb"]) else {
+        return;
+    };
+    let root = fixture::c::root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    const START: &str = "$ gdb -q -iex 'set osabi none' tests/data/kernel\n";
+    let at = readme.find(START).expect("the README's gdb session") + START.len();
+    let block = &readme[at..at + readme[at..].find("```").unwrap()];
+    let commands: Vec<&str> = block
+        .lines()
+        .filter_map(|l| l.strip_prefix("(gdb) "))
+        .collect();
+    let want: Vec<&str> = block.lines().filter(|l| !l.starts_with("(gdb) ")).collect();
+    let s = Scratch::new("gdb-readme");
+    let log = s.0.join("session");
+    let file = std::fs::File::create(&log).unwrap();
+    let bin_dir = vmcore_bin().parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let mut cmd = Command::new(gdb_bin);
+    cmd.args([
+        "-q",
+        "-batch",
+        "-nx",
+        "-iex",
+        "set osabi none",
+        "tests/data/kernel",
+    ]);
+    for c in &commands {
+        cmd.args(["-ex", c]);
+    }
+    let status = cmd
+        .current_dir(&root)
+        .env("PATH", path)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .status()
+        .unwrap();
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{out}");
+    // Batch mode detaches at the end; gdb pads the threads header.
+    let got: Vec<&str> = out
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| *l != "[Inferior 1 (Remote target) detached]")
+        .collect();
+    assert_eq!(
+        got.join("\n"),
+        want.join("\n"),
+        "update the README's session to what gdb prints now"
+    );
+}
