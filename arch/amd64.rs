@@ -8,7 +8,7 @@
 use crate::elfcore::ElfCore;
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping};
+use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping, Step};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
@@ -225,10 +225,14 @@ impl Mmu for Amd64Elf {
     }
 
     #[inline]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         check_canonical(va)?;
-        let m = MMU.translate(image, &self.core, Root::Phys(self.pml4), va)?;
-        Ok(m)
+        MMU.translate_traced(image, &self.core, Root::Phys(self.pml4), va, trace)
     }
 
     /// Walks the kernel page tables from the PML4. Leaves inside the direct

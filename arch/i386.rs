@@ -8,7 +8,7 @@
 use crate::elfcore::ElfCore;
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root};
+use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root, Step};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
@@ -181,10 +181,13 @@ impl Paging {
         image: &Image,
         mem: &M,
         va: u64,
+        trace: &mut impl FnMut(Step),
     ) -> Result<Mapping, Fault> {
         match self {
-            Paging::Pae(root) => PAE.translate(image, mem, Root::Phys(root), va),
-            Paging::NoPae(root) => NOPAE.translate(image, mem, Root::Phys(root), va),
+            Paging::Pae(root) => PAE.translate_traced(image, mem, Root::Phys(root), va, trace),
+            Paging::NoPae(root) => {
+                NOPAE.translate_traced(image, mem, Root::Phys(root), va, trace)
+            }
         }
     }
 }
@@ -278,7 +281,7 @@ fn check(core: &ElfCore, image: &Image, pae: bool, var: u64, pa: u64) -> Option<
     } else {
         Paging::NoPae(root)
     };
-    let m = mmu.translate(image, core, var).ok()?;
+    let m = mmu.translate(image, core, var, &mut |_| {}).ok()?;
     (m.pa == pa).then_some(mmu)
 }
 
@@ -295,7 +298,7 @@ fn read32(core: &ElfCore, image: &Image, pa: u64) -> Option<u32> {
 fn by_pae_mode(core: &ElfCore, s: &Setup<'_>, pae: Paging, nopae: Paging) -> Option<Paging> {
     let var = (s.lookup)("pae_mode")?;
     let pae_mode = [pae, nopae].iter().find_map(|mmu| {
-        let pa = mmu.translate(s.core, core, var).ok()?.pa;
+        let pa = mmu.translate(s.core, core, var, &mut |_| {}).ok()?.pa;
         read32(core, s.core, pa)
     })?;
     Some(if pae_mode != 0 { pae } else { nopae })
@@ -309,10 +312,14 @@ impl Mmu for I386Elf {
     }
 
     #[inline]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         check_32bit(va)?;
-        let m = self.mmu.translate(image, &self.core, va)?;
-        Ok(m)
+        self.mmu.translate(image, &self.core, va, trace)
     }
 
     /// Walks the kernel page tables from the root (i386 has no direct map;

@@ -22,7 +22,7 @@ use crate::image::Image;
 use crate::mmu::{aarch64_prot, Geometry, HighPa, HighTables};
 use crate::linux::{LinuxCore, Mem, Needs};
 use crate::space::{Mmu, Paged};
-use crate::pagetable::{Format, Mapping, Root};
+use crate::pagetable::{Format, Mapping, Root, Step};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, DirectMap, Page};
@@ -226,7 +226,12 @@ impl<M: PhysMem, const N: usize> LinuxArm64<M, N> {
     /// are set, as the kernel's `ptrauth_clear_pac` does, so a signed
     /// pointer reads as the address it signs.
     #[inline(always)]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn walk_to(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         let va = if va & (1 << 55) != 0 {
             va | self.pac
         } else {
@@ -241,7 +246,7 @@ impl<M: PhysMem, const N: usize> LinuxArm64<M, N> {
             big_endian: self.format.big_endian,
         };
         self.format
-            .translate(image, &tables, Root::Phys(self.root), va)
+            .translate_traced(image, &tables, Root::Phys(self.root), va, trace)
     }
 }
 
@@ -261,8 +266,13 @@ impl<M: PhysMem, const N: usize> Mmu for LinuxArm64<M, N> {
     }
 
     #[inline(always)]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
-        LinuxArm64::translate(self, image, va)
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
+        self.walk_to(image, va, trace)
     }
 
     /// Walks swapper_pg_dir: leaves of the linear map by their linear

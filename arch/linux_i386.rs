@@ -17,7 +17,7 @@ use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::linux::{LinuxCore, Mem};
 use crate::space::{Mmu, Paged};
-use crate::pagetable::{Mapping, Root};
+use crate::pagetable::{Mapping, Root, Step};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, DirectMap, Page};
@@ -98,13 +98,18 @@ impl<M: PhysMem> LinuxI386<M> {
     }
 
     #[inline(always)]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn walk_to(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         check_32bit(va)?;
         let root = Root::Phys(self.root);
         if self.pae {
-            PAE.translate(image, &self.mem, root, va)
+            PAE.translate_traced(image, &self.mem, root, va, trace)
         } else {
-            NOPAE.translate(image, &self.mem, root, va)
+            NOPAE.translate_traced(image, &self.mem, root, va, trace)
         }
     }
 }
@@ -117,8 +122,13 @@ impl<M: PhysMem> Mmu for LinuxI386<M> {
     }
 
     #[inline(always)]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
-        LinuxI386::translate(self, image, va)
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
+        self.walk_to(image, va, trace)
     }
 
     /// Walks the kernel page tables from `swapper_pg_dir`: leaves of the

@@ -16,7 +16,7 @@ use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::linux::{LinuxCore, Mem, Needs};
 use crate::space::{Mmu, Paged};
-use crate::pagetable::{sign_extend, Format, Mapping, Root};
+use crate::pagetable::{sign_extend, Format, Mapping, Root, Step};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, DirectMap, Page};
@@ -196,25 +196,30 @@ impl<M: PhysMem> LinuxX86<M> {
 
     /// The translation of `va`.
     #[inline(always)]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn walk_to(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         let root = Root::Phys(self.root);
         let mem = &self.mem;
         match &self.paging {
             Paging::L4 => {
                 check_canonical(va)?;
-                MMU.translate(image, mem, root, va)
+                MMU.translate_traced(image, mem, root, va, trace)
             }
             Paging::L4Sme(f) => {
                 check_canonical(va)?;
-                f.translate(image, mem, root, va)
+                f.translate_traced(image, mem, root, va, trace)
             }
             Paging::L5 => {
                 check_canonical_57(va)?;
-                MMU_LA57.translate(image, mem, root, va)
+                MMU_LA57.translate_traced(image, mem, root, va, trace)
             }
             Paging::L5Sme(f) => {
                 check_canonical_57(va)?;
-                f.translate(image, mem, root, va)
+                f.translate_traced(image, mem, root, va, trace)
             }
         }
     }
@@ -309,8 +314,13 @@ impl<M: PhysMem> Mmu for LinuxX86<M> {
     }
 
     #[inline(always)]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
-        LinuxX86::translate(self, image, va)
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
+        self.walk_to(image, va, trace)
     }
 
     /// Walks the kernel page tables from the root: leaves inside the

@@ -16,7 +16,7 @@ use super::amd64::{
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{Minidump, Sizes};
-use crate::pagetable::{Bits, Format, Frame, Mapping, Root};
+use crate::pagetable::{Bits, Format, Frame, Mapping, Root, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
 use crate::walk::{DirectMap, Page};
@@ -159,7 +159,12 @@ impl Mmu for Amd64Minidump {
     }
 
     #[inline]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         check_canonical(va)?;
         let pa = if va >= self.kernbase {
             let root = Root::File {
@@ -169,9 +174,9 @@ impl Mmu for Amd64Minidump {
             };
             // Two call sites so each format's levels fold into constants.
             if self.v1 {
-                MAP_V1.translate(image, &self.mem, root, va)?.pa
+                MAP_V1.translate_traced(image, &self.mem, root, va, trace)?.pa
             } else {
-                MAP_V2.translate(image, &self.mem, root, va)?.pa
+                MAP_V2.translate_traced(image, &self.mem, root, va, trace)?.pa
             }
         } else if let Some(pa) = self.dmap.pa_of(va) {
             pa

@@ -11,7 +11,7 @@
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{DmapHeader, Minidump};
-use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping};
+use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
 use crate::walk::{prot, DirectMap, Page};
@@ -140,14 +140,19 @@ impl Mmu for Arm64Minidump {
     }
 
     #[inline]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         let pa = if let Some(pa) = self.dmap.pa_of(va) {
             pa
         } else if va >= self.kernbase {
             let m = if self.big {
-                MAP_16K.translate(image, &self.mem, self.root(), va)?
+                MAP_16K.translate_traced(image, &self.mem, self.root(), va, trace)?
             } else {
-                MAP_4K.translate(image, &self.mem, self.root(), va)?
+                MAP_4K.translate_traced(image, &self.mem, self.root(), va, trace)?
             };
             m.pa
         } else {

@@ -16,7 +16,7 @@ use super::i386::{
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{Minidump, Sizes};
-use crate::pagetable::{Bits, Format, Frame, Mapping, Root};
+use crate::pagetable::{Bits, Format, Frame, Mapping, Root, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
 use crate::walk::{DirectMap, Page};
@@ -150,16 +150,21 @@ impl Mmu for I386Minidump {
     }
 
     #[inline]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         check_32bit(va)?;
         if va < self.kernbase {
             return Err(below_kernbase(self.kernbase));
         }
         // Two call sites so each format's levels fold into constants.
         let pa = if self.pae {
-            MAP_PAE.translate(image, &self.mem, self.map, va)?.pa
+            MAP_PAE.translate_traced(image, &self.mem, self.map, va, trace)?.pa
         } else {
-            MAP_NOPAE.translate(image, &self.mem, self.map, va)?.pa
+            MAP_NOPAE.translate_traced(image, &self.mem, self.map, va, trace)?.pa
         };
         Ok(Mapping::at(va, pa, self.mem.page_size(), 0))
     }

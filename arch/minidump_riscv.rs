@@ -9,7 +9,7 @@
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::minidump::{DmapHeader, Minidump};
-use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping};
+use crate::pagetable::{Bits, Format, Frame, Level, Root, Mapping, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
 use crate::walk::{prot, DirectMap, Page};
@@ -112,10 +112,15 @@ impl Mmu for RiscvMinidump {
     }
 
     #[inline]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         let pa = match self.dmap.pa_of(va) {
             Some(pa) => pa,
-            None => MAP.translate(image, &self.mem, self.root, va)?.pa,
+            None => MAP.translate_traced(image, &self.mem, self.root, va, trace)?.pa,
         };
         Ok(Mapping::at(va, pa, self.mem.page_size(), 0))
     }

@@ -6,6 +6,7 @@ use crate::image::{Image, ReadMode};
 use crate::kallsyms;
 use crate::kernel::{Kernel, Symbol};
 use crate::linux::{self, LinuxCore, Symbols};
+use crate::pagetable::Step as WalkStep;
 use crate::physmem::Span;
 use crate::registry::{self, Backend, Probe, Setup, Translator};
 use crate::regs::{Arch, Registers};
@@ -737,6 +738,19 @@ impl Kvm {
         self.vtop
             .vtop(&self.core, va)
             .map_err(|f| Error::fault(va, f))
+    }
+
+    /// How `va` translates, level by level (`vmcore vtop`): each table
+    /// entry the walk read, top level first, then the physical address or
+    /// why there is none. Translations that read no table (a direct map
+    /// computed from the address) have no steps.
+    pub fn translation(&self, va: u64) -> (Vec<WalkStep>, Result<u64>) {
+        let mut steps = Vec::new();
+        let pa = self
+            .vtop
+            .trace(&self.core, va, &mut |s| steps.push(s))
+            .map_err(|f| Error::fault(va, f));
+        (steps, pa)
     }
 
     /// Reads the dump's physical memory at `pa` into `buf`

@@ -81,6 +81,7 @@ mod arch {
 pub use error::{Error, Fault, Result};
 pub use kernel::{ntype, Symbol};
 pub use kvm::{Kvm, OpenOptions, Resolver};
+pub use pagetable::{Step as WalkStep, Table as TableAt};
 pub use physmem::Span;
 pub use regs::{Arch, RegisterInfo, Registers, MAX_REGISTERS};
 pub use stack::{AddressSpace, Base, Paging, Range, Space, MAX_LAYERS, MAX_RANGES};

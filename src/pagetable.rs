@@ -73,6 +73,29 @@ impl Frame {
     }
 }
 
+/// Where a walk read an entry from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// A table at this physical address.
+    Phys(u64),
+    /// The entry at this offset of the core file (a minidump's page map).
+    File(u64),
+}
+
+/// One entry a walk read: the table level's name, where the table lies,
+/// the entry's index in it and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// The level's name ("PML4E", "PDE", "L2", ...).
+    pub level: &'static str,
+    /// Where the table (or the entry of a flat map) lies.
+    pub table: Table,
+    /// The entry's index.
+    pub index: u64,
+    /// The entry.
+    pub entry: u64,
+}
+
 /// One level of a page table, top level first in [`Format::levels`].
 #[derive(Debug, Clone, Copy)]
 pub struct Level {
@@ -260,6 +283,20 @@ impl<const N: usize> Format<N> {
         root: Root,
         va: u64,
     ) -> Result<Mapping, Fault> {
+        self.translate_traced(image, mem, root, va, &mut |_| {})
+    }
+
+    /// [`Format::translate`], telling `trace` each entry the walk reads
+    /// (`vmcore vtop`); with a closure that does nothing, the same code.
+    #[inline(always)]
+    pub fn translate_traced<M: PhysMem>(
+        &self,
+        image: &Image,
+        mem: &M,
+        root: Root,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         let esz = u64::from(self.entry_size);
         let mut table = root;
         for depth in 0..N {
@@ -302,6 +339,15 @@ impl<const N: usize> Format<N> {
             let Some(e) = e else {
                 return Err(entry_past_eof(lvl, index));
             };
+            trace(Step {
+                level: lvl.name,
+                table: match table {
+                    Root::Phys(pa) => Table::Phys(pa),
+                    Root::File { .. } => Table::File(entry_off),
+                },
+                index,
+                entry: e,
+            });
             if !lvl.valid.test(e) {
                 return Err(invalid_entry(lvl, index, e));
             }

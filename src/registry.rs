@@ -101,6 +101,17 @@ pub trait Translator: Send + Sync {
 
     /// The physical address `va` translates to (`kvm_vtop`).
     fn vtop(&self, core: &Image, va: u64) -> Result<u64, Fault>;
+    /// [`Translator::vtop`], telling `f` each table entry the walk reads
+    /// (`vmcore vtop`).
+    fn trace(
+        &self,
+        core: &Image,
+        va: u64,
+        f: &mut dyn FnMut(crate::pagetable::Step),
+    ) -> Result<u64, Fault> {
+        let _ = f;
+        self.vtop(core, va)
+    }
 
     /// Reads the dump's physical memory at `pa` (`kvm_read_phys`): the
     /// length, fewer only when the core file ends early; an error naming

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::pagetable::Mapping;
+use crate::pagetable::{Mapping, Step};
 use crate::physmem::{PhysMem, Span};
 use crate::registry::Translator;
 use crate::tlb::Tlb;
@@ -22,8 +22,18 @@ pub trait Mmu: Send + Sync {
     /// True when every mapping `translate` gives is an aligned page of a
     /// power-of-two size, at least 4 KiB (page tables; not linear ranges).
     const PAGES: bool = true;
+    /// Walks the tables for `va`, telling `trace` each entry it reads.
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault>;
     /// Walks the tables for `va`.
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault>;
+    #[inline(always)]
+    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+        self.translate_traced(image, va, &mut |_| {})
+    }
     /// `kvm_walk_pages` over the kernel's tables.
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool>;
 }
@@ -104,6 +114,12 @@ impl<A: Mmu> Translator for Paged<A> {
 
     fn vtop(&self, image: &Image, va: u64) -> Result<u64, Fault> {
         self.mmu.translate(image, va).map(|m| m.pa)
+    }
+
+    fn trace(&self, image: &Image, va: u64, f: &mut dyn FnMut(Step)) -> Result<u64, Fault> {
+        self.mmu
+            .translate_traced(image, va, &mut |s| f(s))
+            .map(|m| m.pa)
     }
 
     fn read_phys(&self, image: &Image, pa: u64, buf: &mut [u8]) -> Result<usize> {

@@ -13,7 +13,7 @@ use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::kvm::Kvm;
 use crate::mmu::{x86_mode, Mode, Tables};
-use crate::pagetable::Mapping;
+use crate::pagetable::{Mapping, Step};
 use crate::physmem::{last_at_or_below, PhysMem, Span};
 use crate::registry::Translator;
 use crate::space::{Mmu, Paged};
@@ -526,8 +526,13 @@ impl Mmu for TablesMmu {
         self.0.mem()
     }
     #[inline]
-    fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
-        self.0.translate(image, va)
+    fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
+        self.0.translate_traced(image, va, trace)
     }
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         self.0.walk_pages(image, f)
@@ -590,7 +595,12 @@ impl Mmu for Linear {
     }
 
     #[inline]
-    fn translate(&self, _image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn translate_traced(
+        &self,
+        _image: &Image,
+        va: u64,
+        _trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         let hit = last_at_or_below(&self.ranges, va, |r| r.addr)
             .map(|i| &self.ranges[i])
             .filter(|r| va - r.addr < r.len);
@@ -648,7 +658,12 @@ impl Mmu for Identity {
         &self.0
     }
     #[inline]
-    fn translate(&self, _image: &Image, va: u64) -> Result<Mapping, Fault> {
+    fn translate_traced(
+        &self,
+        _image: &Image,
+        va: u64,
+        _trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         Ok(Mapping {
             pa: va,
             first: 0,

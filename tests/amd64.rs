@@ -630,3 +630,40 @@ fn kernel_threads() {
     let e = kvm.threads().unwrap_err().to_string();
     assert!(e.contains("allproc") && e.contains("loop"), "{e}");
 }
+
+/// `Kvm::translation` (what `vmcore vtop` prints) walks the tables the
+/// fixture laid out: from the PML4 at the root, each table where the entry
+/// above points, each index from the address's bits, the leaf the model
+/// placed; a failing address shows the entries up to the invalid one.
+#[test]
+fn translation_steps() {
+    let m = Amd64::new(2 << 20, Fill::Pattern);
+    let s = Scratch::new("amd64-translation");
+    let kernel = s.file("kernel", &m.kernel());
+    let kvm = Kvm::open(&kernel, s.file("full", &m.full_dump(false).bytes)).unwrap();
+    let leaves = m.leaves();
+    assert!(leaves.iter().any(|l| l.size == 1 << 30) && leaves.iter().any(|l| l.size == PAGE));
+    for leaf in leaves.iter().step_by(97) {
+        let va = leaf.va + leaf.size / 2;
+        let (steps, pa) = kvm.translation(va);
+        assert_eq!(pa.unwrap(), leaf.pa + leaf.size / 2, "{va:#x}");
+        let depth = match leaf.size {
+            0x1000 => 4,
+            0x20_0000 => 3,
+            _ => 2,
+        };
+        let names: Vec<&str> = steps.iter().map(|s| s.level).collect();
+        assert_eq!(names, ["PML4E", "PDPE", "PDE", "PTE"][..depth], "{va:#x}");
+        let mut table = m.pt.root;
+        for (i, step) in steps.iter().enumerate() {
+            assert_eq!(step.table, kvm::TableAt::Phys(table), "{va:#x} level {i}");
+            assert_eq!(step.index, (va >> (39 - 9 * i)) & 511, "{va:#x} level {i}");
+            table = step.entry & 0x000f_ffff_ffff_f000;
+        }
+        assert_eq!(steps.last().unwrap().entry, leaf.entry, "{va:#x}");
+    }
+    // An address no PML4E maps: one step, then the error.
+    let (steps, pa) = kvm.translation(0xffff_8800_0000_0000);
+    assert_eq!(steps.len(), 1);
+    assert!(pa.unwrap_err().to_string().contains("not mapped"));
+}

@@ -45,7 +45,8 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Translates a kernel virtual address to a physical address.
+    /// Translates a kernel virtual address to a physical address, printing
+    /// the table entry read at every level.
     Vtop {
         #[command(flatten)]
         dump: Dump,
@@ -170,8 +171,15 @@ fn run(command: Command, out: &mut impl Write) -> Result<(), Failure> {
         Command::Vtop { dump, what } => {
             let kvm = dump.open()?;
             let addr = address(&kvm, &what)?;
-            let pa = kvm.vtop(addr)?;
-            writeln!(out, "{addr:#x} -> physical {pa:#x}")?;
+            let (steps, pa) = kvm.translation(addr);
+            for s in &steps {
+                let at = match s.table {
+                    kvm::TableAt::Phys(pa) => format!("table {pa:#x}"),
+                    kvm::TableAt::File(off) => format!("page map at core offset {off:#x}"),
+                };
+                writeln!(out, "  {:<6} {at} [{}] = {:#x}", s.level, s.index, s.entry)?;
+            }
+            writeln!(out, "{addr:#x} -> physical {:#x}", pa?)?;
             Ok(())
         }
         Command::Pages(d) => pages(&d.open()?, out),

@@ -112,10 +112,31 @@ fn vtop_translates() {
     let kvm = sample();
     let version = kvm.symbol("version").unwrap().value;
     let pa = kvm.vtop(version).unwrap();
+    let out = ok("vtop", &["version"]);
+    // The minidump's page map entry, in the core file, then the address.
+    let (steps, _) = kvm.translation(version);
+    assert_eq!(steps.len(), 1);
+    let kvm::TableAt::File(off) = steps[0].table else {
+        panic!("{steps:?}")
+    };
+    assert_eq!(steps[0].entry & !0xfff, pa & !0xfff);
     assert_eq!(
-        ok("vtop", &["version"]),
-        format!("{version:#x} -> physical {pa:#x}\n")
+        out,
+        format!(
+            "  PTE    page map at core offset {off:#x} [{}] = {:#x}\n{version:#x} -> physical {pa:#x}\n",
+            steps[0].index, steps[0].entry
+        )
     );
+    // A failure: the entries read, then the error naming the address.
+    let out = vmcore(&[
+        "vtop",
+        data("kernel").to_str().unwrap(),
+        data("vmcore").to_str().unwrap(),
+        "0xffffffff80000000",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PTE "));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(0xffffffff80000000): not mapped"));
 }
 
 #[test]

@@ -22,7 +22,7 @@ pub use x86::x86_mode;
 use crate::arch::{amd64, i386};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::pagetable::{sign_extend, Bits, Format, Mapping, Root};
+use crate::pagetable::{sign_extend, Bits, Format, Mapping, Root, Step};
 use crate::physmem::PhysMem;
 use crate::walk::{prot, Page};
 
@@ -61,8 +61,9 @@ impl Walker {
         mem: &M,
         root: u64,
         va: u64,
+        trace: &mut impl FnMut(Step),
     ) -> Result<Mapping, Fault> {
-        each!(self, f => f.translate(image, mem, Root::Phys(root), va))
+        each!(self, f => f.translate_traced(image, mem, Root::Phys(root), va, trace))
     }
 
     /// Every leaf from `root` (see [`Format::walk`]).
@@ -323,19 +324,26 @@ impl<M: PhysMem> Tables<M> {
         }
     }
 
-    /// Translates `va`.
+    /// Translates `va`, telling `trace` each entry the walk reads.
     #[inline]
-    pub fn translate(&self, image: &Image, va: u64) -> Result<Mapping, Fault> {
+    pub fn translate_traced(
+        &self,
+        image: &Image,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         let at = self.check(va)?;
         let m = if self.high.is_none() {
-            self.walker.translate(image, &self.mem, self.root, at)?
+            self.walker
+                .translate(image, &self.mem, self.root, at, trace)?
         } else {
             let tables = HighTables {
                 mem: &self.mem,
                 high: self.high,
                 big_endian: false,
             };
-            self.walker.translate(image, &tables, self.root, at)?
+            self.walker
+                .translate(image, &tables, self.root, at, trace)?
         };
         if self.flavor_needs_leaf_check() {
             self.leaf(at, m)
