@@ -267,3 +267,58 @@ fn readme_gdb_session_is_current() {
         "update the README's session to what gdb prints now"
     );
 }
+
+/// gdb-multiarch picks aarch64 and riscv:rv64 from the target description
+/// of FreeBSD arm64 and riscv minidumps, and shows their threads in the
+/// functions their PCBs resume in.
+#[test]
+fn gdb_multiarch_debugs_freebsd_arm64_and_riscv() {
+    use fixture::dmap::{DmapMachine, ARM64_4K, RISCV};
+    use fixture::procs::Pcb;
+    let Some(gdb_bin) = find_gdb(&["gdb-multiarch"]) else {
+        return;
+    };
+    for (name, arch, pcb) in [
+        ("arm64", &ARM64_4K, Pcb::Arm64),
+        ("riscv", &RISCV, Pcb::Riscv),
+    ] {
+        let mut m = DmapMachine::new(arch, Fill::Pattern);
+        let procs = m.add_threads(pcb, Some(1_500_000));
+        let s = Scratch::new(&format!("gdb-{name}"));
+        let kernel = s.file("kernel", &m.kernel());
+        let core = s.file("vmcore", &m.minidump(2).bytes);
+        let cmds: Vec<String> = vec![
+            format!(
+                "target remote | {} gdbserver {} {}",
+                vmcore_bin().display(),
+                kernel.display(),
+                core.display()
+            ),
+            "info threads".into(),
+            "info registers pc sp".into(),
+            "x/s &version".into(),
+        ];
+        let out = gdb(&gdb_bin, &["set osabi none"], &kernel, &cmds);
+        let selected = out.lines().find(|l| l.starts_with("* 5 ")).unwrap_or("");
+        assert!(
+            selected.contains("\"42/100042 sh/sh\"") && selected.ends_with("in doadump ()"),
+            "{name}:\n{out}"
+        );
+        assert!(out.contains("in cpustop_handler ()"), "{name}:\n{out}");
+        let pc = procs.resume_pc(procs.dumppcb());
+        assert!(
+            out.contains(&format!("pc             {pc:#x}")),
+            "{name}:\n{out}"
+        );
+        let sp = procs.expected_registers(procs.dumppcb());
+        let sp = sp.iter().find(|r| r.0 == "sp").unwrap().1;
+        assert!(
+            out.contains(&format!("sp             {sp:#x}")),
+            "{name}:\n{out}"
+        );
+        assert!(
+            out.contains("FreeBSD 15.0-CURRENT fixture"),
+            "{name}:\n{out}"
+        );
+    }
+}
