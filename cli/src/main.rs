@@ -8,11 +8,12 @@
 //! errors.
 
 mod gdb;
+mod progress;
 mod rsp;
 
 use clap::{Args, Parser, Subcommand};
 use kvm::{Kvm, OpenOptions, Page};
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,6 +90,20 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The files the subcommand opens.
+    fn dump(&self) -> &Dump {
+        match self {
+            Command::Info(d) | Command::Pages(d) | Command::Threads(d) => d,
+            Command::Read { dump, .. }
+            | Command::Vtop { dump, .. }
+            | Command::Dmesg { dump, .. }
+            | Command::Gdbserver { dump, .. }
+            | Command::Symbols { dump, .. } => dump,
+        }
+    }
+}
+
 /// The two files every subcommand opens.
 #[derive(Args)]
 struct Dump {
@@ -127,9 +142,15 @@ impl From<io::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let spinner = match &cli.command {
+        Command::Gdbserver { .. } => progress::Spinner::none(),
+        c => progress::Spinner::start(format!("reading {}", c.dump().core.display())),
+    };
     let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let to_terminal = stdout.is_terminal();
+    let mut out = progress::Output::new(io::BufWriter::new(stdout.lock()), &spinner, to_terminal);
     let result = run(cli.command, &mut out).and_then(|()| out.flush().map_err(Failure::Io));
+    spinner.stop();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`vmcore symbols ... | head`) is no error.

@@ -297,3 +297,23 @@ fn threads_table() {
         "{out}"
     );
 }
+
+/// The spinner is for terminals only: with stderr a pipe, nothing but
+/// errors reaches it, even when the spinner would show at once.
+#[test]
+fn no_spinner_without_a_terminal() {
+    let (kernel, core) = (data("kernel"), data("vmcore"));
+    for sub in ["pages", "threads", "symbols"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vmcore"))
+            .args([sub, kernel.to_str().unwrap(), core.to_str().unwrap()])
+            .env("VMCORE_PROGRESS_AFTER_MS", "0")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(
+            out.stderr.is_empty(),
+            "{sub}: {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
