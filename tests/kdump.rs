@@ -123,6 +123,16 @@ fn codecs() {
             Some(m.sym("init_top_pgt"))
         );
         check_all(&kvm, &m, 500);
+        // The CPUs' registers, from the NT_PRSTATUS notes the kdump file
+        // carries (pr_reg word 16 is x86-64's rip).
+        let threads = kvm.threads().unwrap();
+        assert_eq!(threads.len(), m.cpus as usize);
+        for t in &threads {
+            let cpu = t.cpu.unwrap();
+            assert_eq!(t.tid, cpu as i32 + 1);
+            let rip = kvm.registers(t).unwrap().get("rip");
+            assert_eq!(rip, Some(fixture::linux::pr_reg_word(cpu, 16)), "{codec:?}");
+        }
         if codec == Codec::Mixed {
             let kvm = OpenOptions::new()
                 .pread(true)

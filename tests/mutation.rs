@@ -181,7 +181,10 @@ fn exercise(kvm: &Kvm, probes: &[u64]) {
     // The debugger layer reads structures the dump describes: the
     // message buffer or printk ring, the process and thread lists.
     let _ = kvm.message_buffer();
-    let _ = kvm.threads();
+    for t in kvm.threads().unwrap_or_default().iter().take(64) {
+        let _ = kvm.registers(t);
+    }
+    let _ = kvm.translation(0xffff_ffff_8030_0200);
     let _ = kvm.cpus();
     let _ = kvm.panic_string();
     let mut n = 0u32;

@@ -317,3 +317,88 @@ fn no_spinner_without_a_terminal() {
         );
     }
 }
+
+/// `$payload#checksum`.
+fn packet(payload: &str) -> String {
+    let sum = payload.bytes().fold(0u8, |s, b| s.wrapping_add(b));
+    format!("${payload}#{sum:02x}")
+}
+
+/// gdbserver on stdin/stdout answers packets about the sample dump, shrugs
+/// off garbage and hostile requests, and ends cleanly on `k`.
+#[test]
+fn gdbserver_answers_packets() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let kvm = sample();
+    let version = kvm.symbol("version").unwrap().value;
+    let mut input = String::from("\x03garbage$$#zz");
+    for p in [
+        "QStartNoAckMode",
+        "?",
+        &format!("m{version:x},8"),
+        "mffffffffffffff00,ffffffff",
+        "m0,10",
+        "g",
+        "p10",
+        "p999",
+        "Hg999",
+        "M0,1:00",
+        "c",
+        "k",
+    ] {
+        input += &packet(p);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmcore"))
+        .args(["gdbserver"])
+        .args([data("kernel"), data("vmcore")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Replies, in order, without the framing.
+    let replies: Vec<&str> = text
+        .split('$')
+        .skip(1)
+        .map(|r| r.split('#').next().unwrap())
+        .collect();
+    assert_eq!(replies[0], "OK", "{text}");
+    let dumping = kvm
+        .threads()
+        .unwrap()
+        .iter()
+        .position(|t| t.crashed)
+        .unwrap()
+        + 1;
+    assert_eq!(replies[1], format!("T05thread:{dumping:x};"));
+    assert_eq!(replies[2], "4672656542534420"); // "FreeBSD "
+    assert!(
+        replies[3].starts_with('E') && replies[4].starts_with('E'),
+        "{text}"
+    );
+    // g: rax unknown, rbx known (the dumping thread's PCB), x87 unknown.
+    assert!(replies[5].starts_with(&"x".repeat(16)), "{}", replies[5]);
+    assert!(!replies[5][16..32].contains('x'), "{}", replies[5]);
+    assert_eq!(replies[6].len(), 16); // p10: rip
+    assert!(replies[7].starts_with('E') && replies[8].starts_with('E'));
+    assert!(replies[9].starts_with('E'), "writes fail: {text}");
+    // A resume prints why it cannot (an O packet) and stops again.
+    assert!(
+        replies[10].starts_with('O') && replies[11].starts_with('T'),
+        "{text}"
+    );
+}
