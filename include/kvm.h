@@ -529,20 +529,24 @@ int kvm_walk_pages(kvm_t *kd, int (*cb)(struct kvm_page *page, void *closure), v
 
 /*
  Extension: calls `cb(thread, closure)` for every kernel thread (see
- `struct kvm_thread`): FreeBSD's from `allproc` then `zombproc`,
- ascending pid; a Linux dump's one per CPU it saved registers of. `cb`
+ `struct kvm_thread`): FreeBSD's from `allproc` then `zombproc`, each
+ oldest process first; a Linux dump's one per CPU it saved registers
+ of (`kt_cpu` is the index of the CPU's `NT_PRSTATUS` note: the crash
+ kernel writes one per online CPU, in CPU order). `cb`
  returns 0 to stop. Returns 1 when the walk completed, 0 when it was
  stopped or failed (see `kvm_geterr()`), as `kvm_walk_pages()`.
  */
 int kvm_walk_threads(kvm_t *kd, int (*cb)(struct kvm_thread *thread, void *closure), void *closure);
 
 /*
- Extension: fills `regs[i]` with thread `td`'s register `i` in the
- order of gdb's target description for the dump's architecture
- (`kvm_register_name()` names them), for `i` below `nregs` and the
- architecture's count, and sets bit `i` of `*known` for each register
- the saved state holds (a PCB holds the callee-saved registers only;
- unknown registers are 0). `td` is one `kvm_walk_threads()` passed (or
+ Extension: fills `regs[i]` with thread `td`'s register `i`, for `i`
+ below `nregs` and the architecture's count: gdb's general registers in
+ the order of its target description for the architecture, without
+ the floating-point and vector ones (amd64: `rax` ... `gs`, then
+ `fs_base`, `gs_base`; `kvm_register_name()` names them). Bit `i` of
+ `*known` is set for each register the saved state holds or the kernel
+ fixes (amd64's and i386's kernel segment selectors); a PCB holds the
+ callee-saved registers only, and unknown registers are 0. `td` is one `kvm_walk_threads()` passed (or
  a copy). Returns the architecture's register count (at most
  `KVM_REGS_MAX`), or -1 with `kvm_geterr()` set.
  */

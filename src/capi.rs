@@ -939,14 +939,16 @@ const _: () = {
     assert_eq_size!(kvm_thread, [u64; 10]);
 };
 
-/// A NUL-terminated copy of `s` in `KVM_THREAD_NAMELEN` bytes (cut short
-/// at a character boundary's byte if longer).
+/// A NUL-terminated copy of `s` in `KVM_THREAD_NAMELEN` bytes, cut at a
+/// character boundary if longer (names are UTF-8: a byte of the kernel's
+/// name that is not became U+FFFD).
 fn c_name(s: &str) -> [c_char; KVM_THREAD_NAMELEN] {
+    let mut end = s.len().min(KVM_THREAD_NAMELEN - 1);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
     let mut out = [0 as c_char; KVM_THREAD_NAMELEN];
-    for (o, &b) in out
-        .iter_mut()
-        .zip(s.as_bytes().iter().take(KVM_THREAD_NAMELEN - 1))
-    {
+    for (o, &b) in out.iter_mut().zip(&s.as_bytes()[..end]) {
         *o = b as c_char;
     }
     out
@@ -967,8 +969,10 @@ fn from_c(t: &kvm_thread) -> crate::Thread {
 }
 
 /// Extension: calls `cb(thread, closure)` for every kernel thread (see
-/// `struct kvm_thread`): FreeBSD's from `allproc` then `zombproc`,
-/// ascending pid; a Linux dump's one per CPU it saved registers of. `cb`
+/// `struct kvm_thread`): FreeBSD's from `allproc` then `zombproc`, each
+/// oldest process first; a Linux dump's one per CPU it saved registers
+/// of (`kt_cpu` is the index of the CPU's `NT_PRSTATUS` note: the crash
+/// kernel writes one per online CPU, in CPU order). `cb`
 /// returns 0 to stop. Returns 1 when the walk completed, 0 when it was
 /// stopped or failed (see `kvm_geterr()`), as `kvm_walk_pages()`.
 #[no_mangle]
@@ -1015,12 +1019,14 @@ pub unsafe extern "C" fn kvm_walk_threads(
     })
 }
 
-/// Extension: fills `regs[i]` with thread `td`'s register `i` in the
-/// order of gdb's target description for the dump's architecture
-/// (`kvm_register_name()` names them), for `i` below `nregs` and the
-/// architecture's count, and sets bit `i` of `*known` for each register
-/// the saved state holds (a PCB holds the callee-saved registers only;
-/// unknown registers are 0). `td` is one `kvm_walk_threads()` passed (or
+/// Extension: fills `regs[i]` with thread `td`'s register `i`, for `i`
+/// below `nregs` and the architecture's count: gdb's general registers in
+/// the order of its target description for the architecture, without
+/// the floating-point and vector ones (amd64: `rax` ... `gs`, then
+/// `fs_base`, `gs_base`; `kvm_register_name()` names them). Bit `i` of
+/// `*known` is set for each register the saved state holds or the kernel
+/// fixes (amd64's and i386's kernel segment selectors); a PCB holds the
+/// callee-saved registers only, and unknown registers are 0. `td` is one `kvm_walk_threads()` passed (or
 /// a copy). Returns the architecture's register count (at most
 /// `KVM_REGS_MAX`), or -1 with `kvm_geterr()` set.
 #[no_mangle]

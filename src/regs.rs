@@ -551,8 +551,11 @@ const FREEBSD_I386: Layout = Layout {
     copies: &[],
 };
 
-/// i386 before the AVX-era layout (`__FreeBSD_version` 1001505, kgdb's
-/// i386fbsd-kern.c): `struct pcb` started with `pcb_cr3`.
+/// i386 before the AVX-era layout: `struct pcb` started with `pcb_cr3`
+/// (older sys/i386/include/pcb.h). kgdb decodes only the newer layout and
+/// guards its offsets with `__FreeBSD_version` 1001505; kernels older than
+/// that are read with this one (a development snapshot between the two
+/// is misread).
 const FREEBSD_I386_OLD: Layout = Layout {
     word: 4,
     fields: &[
@@ -569,7 +572,8 @@ const FREEBSD_I386_OLD: Layout = Layout {
 
 /// arm64 from FreeBSD 14 (osreldate 1400084, sys/arm64/include/pcb.h):
 /// `pcb_x[12]` holds x19 ... x30, then `pcb_sp`. The saved lr is where the
-/// thread resumes: kgdb and lldb give it as the pc.
+/// thread resumes: kgdb gives it as the pc, and not as x30 (lldb too: the
+/// caller's x30 is not what the slot holds).
 const FREEBSD_ARM64: Layout = Layout {
     word: 8,
     fields: &[
@@ -584,15 +588,15 @@ const FREEBSD_ARM64: Layout = Layout {
         ("x27", 64),
         ("x28", 72),
         ("x29", 80),
-        ("x30", 88),
+        ("pc", 88),
         ("sp", 96),
     ],
     constants: &[],
-    copies: &[("pc", "x30")],
+    copies: &[],
 };
 
-/// arm64 before osreldate 1400084: `pcb_x[31]` (x0 ... x30), `pcb_pc`
-/// (which kgdb skips), `pcb_sp`.
+/// arm64 before osreldate 1400084: `pcb_x[31]` (x0 ... x30, the last the
+/// pc, as above), `pcb_pc` (which kgdb skips), `pcb_sp`.
 const FREEBSD_ARM64_13: Layout = Layout {
     word: 8,
     fields: &[
@@ -626,16 +630,18 @@ const FREEBSD_ARM64_13: Layout = Layout {
         ("x27", 216),
         ("x28", 224),
         ("x29", 232),
-        ("x30", 240),
+        ("pc", 240),
         ("sp", 256),
     ],
     constants: &[],
-    copies: &[("pc", "x30")],
+    copies: &[],
 };
 
 /// riscv (sys/riscv/include/pcb.h): `pcb_ra`, `pcb_sp`, `pcb_gp`,
 /// `pcb_tp`, `pcb_s[12]`; `zero` is 0 and the pc is the saved ra, where
-/// the thread resumes (kgdb's riscv-fbsd-kern.c).
+/// the thread resumes (kgdb's riscv-fbsd-kern.c). The first riscv kernels
+/// had `pcb_t[7]` before `pcb_s` (and `pcb_a[8]` after); kgdb reads every
+/// riscv PCB with this layout, and so does this table.
 const FREEBSD_RISCV: Layout = Layout {
     word: 8,
     fields: &[
@@ -718,9 +724,9 @@ mod tests {
         assert_eq!((r.get("edi"), r.get("eip")), (Some(0x1004), Some(0x1018)));
         // arm64 14: x19..x30 then sp; the pc is the saved lr.
         let r = decode(Arch::Aarch64, Some(1_400_084));
-        assert_eq!((r.get("x19"), r.get("x30")), (Some(0x1000), Some(0x1058)));
+        assert_eq!((r.get("x19"), r.get("x29")), (Some(0x1000), Some(0x1050)));
         assert_eq!((r.get("sp"), r.get("pc")), (Some(0x1060), Some(0x1058)));
-        assert_eq!(r.get("x18"), None);
+        assert_eq!((r.get("x18"), r.get("x30")), (None, None));
         // arm64 13: x0..x30, pcb_pc (skipped), sp.
         let r = decode(Arch::Aarch64, Some(1_400_083));
         assert_eq!((r.get("x0"), r.get("x19")), (Some(0x1000), Some(0x1098)));

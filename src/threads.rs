@@ -24,7 +24,9 @@ pub struct Thread {
     pub tid: i32,
     /// Process id (FreeBSD `p_pid`); -1 where the dump does not say.
     pub pid: i32,
-    /// The CPU the thread was running on, if any.
+    /// The CPU the thread was running on, if any (Linux: the index of
+    /// the CPU's `NT_PRSTATUS` note; the crash kernel writes one per
+    /// online CPU, in CPU order).
     pub cpu: Option<u32>,
     /// Address of its `struct thread` (0 where there is none).
     pub thread: u64,
@@ -64,7 +66,7 @@ fn offset(w: &Words<'_>, name: &'static str) -> Result<u64> {
 
 /// The threads of a FreeBSD kernel: the processes of `allproc`, then of
 /// `zombproc`, each list reversed (new processes go to its head, so this
-/// is ascending PID order, as lldb lists them); threads in list order.
+/// is oldest first, as lldb lists them); threads in list order.
 /// `limit` bounds the processes and threads: what the dump can hold.
 pub fn freebsd(m: &Words<'_>, limit: u64) -> Result<Vec<Thread>> {
     let p_list = offset(m, "proc_off_p_list")?;

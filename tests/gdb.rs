@@ -176,7 +176,7 @@ fn gdb_multiarch_debugs_a_linux_aarch64_vmcore() {
     // A kernel KASLR moved: gdb's vmlinux symbols follow through qOffsets.
     let cfg = CONFIGS.iter().find(|c| c.kaslr != 0).unwrap();
     let m = LinuxArm64::new(cfg);
-    let s = Scratch::new("gdb-arm64");
+    let s = Scratch::new("gdb-linux-arm64");
     let vmlinux = s.file("vmlinux", &m.vmlinux());
     let core = s.file("vmcore", &m.elf_vmcore(Style::Kdump));
     let cmds: Vec<String> = vec![
@@ -284,7 +284,7 @@ fn gdb_multiarch_debugs_freebsd_arm64_and_riscv() {
     ] {
         let mut m = DmapMachine::new(arch, Fill::Pattern);
         let procs = m.add_threads(pcb, Some(1_500_000));
-        let s = Scratch::new(&format!("gdb-{name}"));
+        let s = Scratch::new(&format!("gdb-freebsd-{name}"));
         let kernel = s.file("kernel", &m.kernel());
         let core = s.file("vmcore", &m.minidump(2).bytes);
         let cmds: Vec<String> = vec![
@@ -321,4 +321,42 @@ fn gdb_multiarch_debugs_freebsd_arm64_and_riscv() {
             "{name}:\n{out}"
         );
     }
+}
+
+/// A thread list that loops (a damaged dump) still leaves gdb the memory
+/// and symbols (one thread without registers, which gdb does not list),
+/// and the reason on stderr.
+#[test]
+fn gdb_debugs_memory_when_the_thread_list_is_damaged() {
+    let Some(gdb_bin) = find_gdb(&["gdb", "gdb-multiarch"]) else {
+        return;
+    };
+    let mut m = Amd64::new(2 << 20, Fill::Pattern);
+    // The second thread of `sh` points back to the first.
+    let sh2 = va::THREADS + 0x100 * 5;
+    m.write_virt(
+        sh2 + fixture::procs::TD_PLIST,
+        &(va::THREADS + 0x100 * 4).to_le_bytes(),
+    );
+    let s = Scratch::new("gdb-damaged");
+    let kernel = s.file("kernel", &m.kernel());
+    let core = s.file("vmcore", &m.minidump(3).bytes);
+    let cmds = vec![
+        format!(
+            "target remote | {} gdbserver {} {}",
+            vmcore_bin().display(),
+            kernel.display(),
+            core.display()
+        ),
+        "info threads".into(),
+        "info registers rip".into(),
+        "x/s &version".into(),
+    ];
+    let out = gdb(&gdb_bin, FREEBSD_AMD64, &kernel, &cmds);
+    assert!(
+        out.contains("no kernel threads (") && out.contains("it loops"),
+        "{out}"
+    );
+    // gdb shows no thread without a pc, but reads memory.
+    assert!(out.contains("FreeBSD 14.2-RELEASE amd64 fixture"), "{out}");
 }

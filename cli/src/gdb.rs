@@ -123,11 +123,37 @@ impl<'a> DumpTarget<'a> {
         let arch = kvm.register_arch().ok_or(kvm::Error::NotSupported(
             "gdb's registers of this dump's architecture",
         ))?;
-        let threads = kvm.threads()?;
-        if threads.is_empty() {
-            return Err(kvm::Error::BadCore(
-                "the dump lists no threads for gdb to debug".into(),
-            ));
+        // A damaged thread list (or none: a kernel without the debugger
+        // exports, a Linux dump without NT_PRSTATUS notes) leaves memory
+        // and symbols to debug: one thread without registers, and why.
+        let threads = match kvm.threads() {
+            Ok(t) if !t.is_empty() => t,
+            failed => {
+                let why = match failed {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "the dump lists none".into(),
+                };
+                eprintln!("vmcore: no kernel threads ({why}): serving memory and symbols");
+                vec![Thread {
+                    tid: 0,
+                    pid: -1,
+                    cpu: None,
+                    thread: 0,
+                    pcb: 0,
+                    name: "no threads".into(),
+                    comm: String::new(),
+                    crashed: true,
+                }]
+            }
+        };
+        if kvm.kerndisp() != 0 {
+            // gdb moves only .text, .data and .bss by qOffsets' displacement.
+            eprintln!(
+                "vmcore: the kernel is displaced by {:#x}: gdb moves its .text, .data and .bss; \
+                 for every section, load it with `symbol-file KERNEL -o {:#x}`",
+                kvm.kerndisp(),
+                kvm.kerndisp()
+            );
         }
         let infos = threads
             .iter()
@@ -155,6 +181,9 @@ impl<'a> DumpTarget<'a> {
 /// The name gdb shows: `pid/tid comm/tdname` (FreeBSD), `CPU n` with the
 /// tid the dump gives (Linux).
 fn thread_name(t: &Thread) -> String {
+    if t.thread == 0 && t.cpu.is_none() {
+        return t.name.clone();
+    }
     if t.pid < 0 {
         let cpu = t.cpu.map_or_else(|| "-".into(), |c| c.to_string());
         return format!("CPU {cpu} tid {}", t.tid);
@@ -205,10 +234,31 @@ impl Target for DumpTarget<'_> {
     }
 
     fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<usize, String> {
-        match self.kvm.read(addr, buf) {
-            Ok(0) => Err(format!("nothing readable at {addr:#x}")),
-            Ok(n) => Ok(n),
-            Err(e) => Err(e.to_string()),
+        // All of it, else the pages up to the first that fails (gdb takes
+        // a short reply as a partial read).
+        let err = match self.kvm.read(addr, buf) {
+            Ok(0) => return Err(format!("nothing readable at {addr:#x}")),
+            Ok(n) => return Ok(n),
+            Err(e) => e.to_string(),
+        };
+        let mut done = 0;
+        while done < buf.len() {
+            let at = addr.wrapping_add(done as u64);
+            let chunk = ((0x1000 - (at & 0xfff)) as usize).min(buf.len() - done);
+            match self.kvm.read(at, &mut buf[done..done + chunk]) {
+                Ok(n) => {
+                    done += n;
+                    if n < chunk {
+                        break; // the core file ends early
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if done > 0 {
+            Ok(done)
+        } else {
+            Err(err)
         }
     }
 

@@ -195,10 +195,12 @@ fn run(command: Command, out: &mut impl Write) -> Result<(), Failure> {
             let (steps, pa) = kvm.translation(addr);
             for s in &steps {
                 let at = match s.table {
-                    kvm::TableAt::Phys(pa) => format!("table {pa:#x}"),
-                    kvm::TableAt::File(off) => format!("page map at core offset {off:#x}"),
+                    kvm::TableAt::Phys(pa) => format!("table {pa:#x} [{}]", s.index),
+                    kvm::TableAt::File(off) => {
+                        format!("page map entry {} at core offset {off:#x}", s.index)
+                    }
                 };
-                writeln!(out, "  {:<6} {at} [{}] = {:#x}", s.level, s.index, s.entry)?;
+                writeln!(out, "  {:<6} {at} = {:#x}", s.level, s.entry)?;
             }
             writeln!(out, "{addr:#x} -> physical {:#x}", pa?)?;
             Ok(())

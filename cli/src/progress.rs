@@ -29,15 +29,23 @@ impl Spinner {
         if !io::stderr().is_terminal() {
             return Spinner::none();
         }
+        Spinner::start_to(message, delay(), ProgressDrawTarget::stderr)
+    }
+
+    /// A spinner drawn to `target()` after `after`.
+    fn start_to(
+        message: String,
+        after: Duration,
+        target: impl FnOnce() -> ProgressDrawTarget + Send + 'static,
+    ) -> Spinner {
         let (tx, rx) = mpsc::channel::<()>();
-        let after = delay();
         let thread = std::thread::spawn(move || {
             // Done (or the sender dropped) before the delay: nothing shown.
             if rx.recv_timeout(after) != Err(RecvTimeoutError::Timeout) {
                 return;
             }
             let bar = ProgressBar::new_spinner();
-            bar.set_draw_target(ProgressDrawTarget::stderr());
+            bar.set_draw_target(target());
             if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
                 bar.set_style(style);
             }
@@ -104,5 +112,63 @@ impl<W: Write> Write for Output<'_, W> {
             self.spinner.stop();
         }
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indicatif::InMemoryTerm;
+    use std::time::Instant;
+
+    /// Waits up to 10 s for `cond`.
+    fn eventually(cond: impl Fn() -> bool) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn shows_after_the_delay_and_clears_before_output() {
+        let term = InMemoryTerm::new(4, 80);
+        let t = term.clone();
+        let spinner = Spinner::start_to(
+            "reading vmcore.0".into(),
+            Duration::from_millis(20),
+            move || ProgressDrawTarget::term_like(Box::new(t)),
+        );
+        assert!(eventually(|| term.contents().contains("reading vmcore.0")));
+        // The first byte for a terminal stops it and clears its line.
+        let mut out = Output::new(Vec::new(), &spinner, true);
+        out.write_all(b"output\n").unwrap();
+        assert!(!term.contents().contains("reading"), "{}", term.contents());
+        assert_eq!(out.inner, b"output\n");
+    }
+
+    #[test]
+    fn quick_work_shows_nothing_and_files_do_not_stop_it() {
+        let term = InMemoryTerm::new(4, 80);
+        let t = term.clone();
+        let spinner = Spinner::start_to("quick".into(), Duration::from_secs(30), move || {
+            ProgressDrawTarget::term_like(Box::new(t))
+        });
+        spinner.stop();
+        assert_eq!(term.contents(), "");
+        // Output to a file or pipe leaves the spinner running.
+        let term = InMemoryTerm::new(4, 80);
+        let t = term.clone();
+        let spinner = Spinner::start_to("long".into(), Duration::ZERO, move || {
+            ProgressDrawTarget::term_like(Box::new(t))
+        });
+        let mut out = Output::new(Vec::new(), &spinner, false);
+        out.write_all(b"to a file").unwrap();
+        assert!(eventually(|| term.contents().contains("long")));
+        spinner.stop();
+        assert!(!term.contents().contains("long"));
     }
 }

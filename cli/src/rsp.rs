@@ -476,6 +476,9 @@ struct Session<'a> {
     binary_upload: bool,
     /// The `qXfer:threads:read` document, built on first use.
     threads_xml: Option<String>,
+    /// Each thread's index in `target.threads()`, by id (gdb names a
+    /// thread per `Hg`: a scan would make `info threads` quadratic).
+    index: std::collections::HashMap<u64, usize>,
 }
 
 impl<'a> Session<'a> {
@@ -488,6 +491,12 @@ impl<'a> Session<'a> {
             thread_cursor: 0,
             binary_upload: false,
             threads_xml: None,
+            index: target
+                .threads()
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.id, i))
+                .collect(),
         }
     }
 
@@ -540,7 +549,7 @@ impl<'a> Session<'a> {
 
     /// Whether `id` is one of the target's threads.
     fn known(&self, id: u64) -> bool {
-        self.target.threads().iter().any(|t| t.id == id)
+        self.index.contains_key(&id)
     }
 
     /// `Hg` selects the thread `g` and `p` read; `Hc` the one a resume is
@@ -723,7 +732,7 @@ impl<'a> Session<'a> {
 
     /// The target's thread `id`.
     fn thread(&self, id: u64) -> Option<&ThreadInfo> {
-        self.target.threads().iter().find(|t| t.id == id)
+        self.target.threads().get(*self.index.get(&id)?)
     }
 
     /// `qfThreadInfo`/`qsThreadInfo`: `m` and ids, as many as fit, then `l`.

@@ -123,7 +123,7 @@ fn vtop_translates() {
     assert_eq!(
         out,
         format!(
-            "  PTE    page map at core offset {off:#x} [{}] = {:#x}\n{version:#x} -> physical {pa:#x}\n",
+            "  PTE    page map entry {} at core offset {off:#x} = {:#x}\n{version:#x} -> physical {pa:#x}\n",
             steps[0].index, steps[0].entry
         )
     );
@@ -298,26 +298,6 @@ fn threads_table() {
     );
 }
 
-/// The spinner is for terminals only: with stderr a pipe, nothing but
-/// errors reaches it, even when the spinner would show at once.
-#[test]
-fn no_spinner_without_a_terminal() {
-    let (kernel, core) = (data("kernel"), data("vmcore"));
-    for sub in ["pages", "threads", "symbols"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_vmcore"))
-            .args([sub, kernel.to_str().unwrap(), core.to_str().unwrap()])
-            .env("VMCORE_PROGRESS_AFTER_MS", "0")
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        assert!(
-            out.stderr.is_empty(),
-            "{sub}: {:?}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 /// `$payload#checksum`.
 fn packet(payload: &str) -> String {
     let sum = payload.bytes().fold(0u8, |s, b| s.wrapping_add(b));
@@ -332,6 +312,8 @@ fn gdbserver_answers_packets() {
     use std::process::Stdio;
     let kvm = sample();
     let version = kvm.symbol("version").unwrap().value;
+    // k4_pages' page 3 is unmapped: a read across its start is partial.
+    let hole = kvm.symbol("k4_pages").unwrap().value + 3 * 0x1000;
     let mut input = String::from("\x03garbage$$#zz");
     for p in [
         "QStartNoAckMode",
@@ -345,6 +327,7 @@ fn gdbserver_answers_packets() {
         "Hg999",
         "M0,1:00",
         "c",
+        &format!("m{:x},10", hole - 8),
         "k",
     ] {
         input += &packet(p);
