@@ -613,6 +613,12 @@ impl Kvm {
         crate::threads::freebsd(&w, self.memory_held() / 256 + 1024)
     }
 
+    /// The dumped kernel stores words big-endian (false where the dump
+    /// cannot say: no kernel image with a FreeBSD dump).
+    pub fn big_endian(&self) -> bool {
+        self.words().is_some_and(|w| w.big_endian())
+    }
+
     /// The architecture whose registers [`Kvm::registers`] reads, `None`
     /// when it reads none of this dump's.
     pub fn register_arch(&self) -> Option<Arch> {
