@@ -8,18 +8,15 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 use crate::error::Error;
+use crate::ffi::{self, copy_msg, path_arg, set_errno, ErrorTexts};
 use crate::kvm::{Kvm, OpenOptions, Resolver};
 use crate::stack::{AddressSpace, Base, Paging, Range, Space, MAX_RANGES};
 use libc::{c_char, c_int, c_uchar, c_uint, c_ulong, c_void, off_t, size_t, ssize_t};
 use static_assertions::{assert_eq_size, const_assert_eq};
-use std::cell::UnsafeCell;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::io::Write;
 use std::mem::offset_of;
-use std::os::unix::ffi::OsStrExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Mutex;
 
 /// A kernel virtual address of the dumped machine (any architecture).
 pub type kvaddr_t = u64;
@@ -56,6 +53,7 @@ pub struct kvm_page {
 /// Size of the caller's errbuf and of each handle's error text: FreeBSD's
 /// `_POSIX2_LINE_MAX`.
 pub const KVM_ERRBUF_SIZE: usize = 2048;
+const_assert_eq!(KVM_ERRBUF_SIZE, ffi::ERRBUF_SIZE);
 
 /// One entry of the list given to `kvm_nlist2()`: set `n_name`; on return
 /// `n_type` and `n_value` hold the symbol's type and value (0 and 0 when it
@@ -232,114 +230,8 @@ pub type kvm_t = __kvm;
 pub type kvm_resolver_t =
     Option<unsafe extern "C" fn(name: *const c_char, addr: *mut kvaddr_t) -> c_int>;
 
-/// The last error text of each thread that failed on a handle, for
-/// `kvm_geterr()`. Per thread, because any number of threads may read
-/// through one handle: each sees its own failures, and no text is written
-/// while another thread reads it. Kept in the handle, not in thread-local
-/// storage, so that calls from `atexit` handlers and thread-local
-/// destructors work, and freed with it. At most `MAX_TEXTS` threads keep a
-/// text: past that, the thread that failed least recently gives its buffer
-/// to the new one.
-struct ErrorTexts(Mutex<Vec<ErrorText>>);
-
-/// One thread's text: a buffer that stays at one address until the handle
-/// is closed, since `kvm_geterr()` returns a pointer into it.
-struct ErrorText {
-    thread: libc::pthread_t,
-    last_use: u64,
-    buf: Box<UnsafeCell<[u8; KVM_ERRBUF_SIZE]>>,
-}
-
-/// Threads whose error texts a handle keeps (2 KiB each).
-const MAX_TEXTS: usize = 64;
-
-impl ErrorTexts {
-    fn new() -> Self {
-        ErrorTexts(Mutex::new(Vec::new()))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ErrorText>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records `msg` as the calling thread's last error.
-    fn set(&self, msg: &str) {
-        // SAFETY: pthread_self is always safe, even while a thread exits.
-        let me = unsafe { libc::pthread_self() };
-        let mut all = self.lock();
-        let clock = all.iter().map(|t| t.last_use).max().unwrap_or(0) + 1;
-        let i = match all.iter().position(|t| t.thread == me) {
-            Some(i) => i,
-            None if all.len() < MAX_TEXTS => {
-                all.push(ErrorText {
-                    thread: me,
-                    last_use: 0,
-                    buf: Box::new(UnsafeCell::new([0; KVM_ERRBUF_SIZE])),
-                });
-                all.len() - 1
-            }
-            None => {
-                let (i, _) = all
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, t)| t.last_use)
-                    .expect("MAX_TEXTS > 0");
-                all[i].thread = me;
-                i
-            }
-        };
-        all[i].last_use = clock;
-        // SAFETY: written under the lock; see `ErrorText`.
-        let buf = unsafe { &mut *all[i].buf.get() };
-        let n = msg.len().min(KVM_ERRBUF_SIZE - 1);
-        buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
-        buf[n] = 0;
-    }
-
-    /// The calling thread's last error text, if it has one.
-    fn get(&self) -> Option<*mut c_char> {
-        // SAFETY: pthread_self is always safe.
-        let me = unsafe { libc::pthread_self() };
-        let all = self.lock();
-        let t = all.iter().find(|t| t.thread == me)?;
-        Some(t.buf.get().cast())
-    }
-}
-
-/// Copies `msg` into a C buffer of `KVM_ERRBUF_SIZE` bytes, NUL-terminated.
-unsafe fn copy_msg(dst: *mut c_char, msg: &str) {
-    if dst.is_null() {
-        return;
-    }
-    let n = msg.len().min(KVM_ERRBUF_SIZE - 1);
-    std::ptr::copy_nonoverlapping(msg.as_ptr(), dst.cast::<u8>(), n);
-    *dst.add(n) = 0;
-}
-
 fn print_err(program: &CStr, msg: &str) {
     let _ = writeln!(std::io::stderr(), "{}: {msg}", program.to_string_lossy());
-}
-
-/// Sets `errno` (the C library's thread-local error number).
-fn set_errno(e: c_int) {
-    // SAFETY: each C library's errno accessor returns this thread's errno.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    unsafe {
-        *libc::__errno_location() = e;
-    }
-    #[cfg(any(
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "dragonfly"
-    ))]
-    unsafe {
-        *libc::__error() = e;
-    }
-    #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
-    unsafe {
-        *libc::__errno() = e;
-    }
 }
 
 impl __kvm {
@@ -352,22 +244,8 @@ impl __kvm {
 
 /// Runs `f`, turning a panic into `on_panic` (and an error on `kd`, if any).
 fn guard<T>(kd: *const kvm_t, on_panic: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        // SAFETY: callers pass either NULL or a handle from kvm_open*.
-        if let Some(kd) = unsafe { kd.as_ref() } {
-            kd.set_err("internal error (a bug in libkvm): the operation panicked");
-        }
-        on_panic
-    })
-}
-
-/// A file name from C (any bytes but NUL), or `default` for NULL.
-unsafe fn path_arg(p: *const c_char, default: &str) -> &Path {
-    if p.is_null() {
-        Path::new(default)
-    } else {
-        Path::new(OsStr::from_bytes(CStr::from_ptr(p).to_bytes()))
-    }
+    // SAFETY: callers pass either NULL or a handle from kvm_open*.
+    ffi::guard(unsafe { kd.as_ref() }.map(|k| &k.errors), on_panic, f)
 }
 
 unsafe fn open_common(

@@ -134,6 +134,7 @@ impl Error {
             Error::BadKernel(m) => Error::BadKernel(name(m)),
             Error::BadCore(m) => Error::BadCore(name(m)),
             Error::OutOfMemory(m) => Error::OutOfMemory(name(m)),
+            Error::Unsupported(m) => Error::Unsupported(name(m)),
             e => e,
         }
     }

@@ -119,6 +119,7 @@ impl OpenOptions {
     }
 
     /// The kernel file a FreeBSD dump opened without one reads.
+    #[cfg_attr(not(feature = "capi"), allow(dead_code))]
     pub(crate) fn default_kernel(mut self, path: &Path) -> Self {
         self.default_kernel = Some(path.to_owned());
         self
@@ -197,7 +198,8 @@ impl OpenOptions {
             kernel: kernel.ident,
             core_head: chead.bytes(),
             linux: None,
-        })?;
+        })
+        .map_err(|e| e.in_file("core", core.path()))?;
         let resolver = self.resolver;
         let lookup = |name: &str| match &resolver {
             Some(r) => r(name),
@@ -284,7 +286,8 @@ impl OpenOptions {
             kernel: kernel.ident,
             core_head: chead.bytes(),
             linux: Some(&l),
-        })?;
+        })
+        .map_err(|e| e.in_file("core", core.path()))?;
         let (ptr_size, big_endian) = (if l.machine == EM_386 { 4 } else { 8 }, l.big_endian);
         let machine = l.machine;
         let resolver = self.resolver;

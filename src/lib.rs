@@ -47,10 +47,14 @@
 #![warn(missing_docs)]
 
 mod bitmap;
+#[cfg(feature = "capi")]
 mod capi;
 mod cold;
 mod elfcore;
 mod error;
+mod ffi;
+#[cfg(feature = "fvc")]
+mod fvc;
 mod identify;
 mod image;
 mod kallsyms;

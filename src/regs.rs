@@ -38,6 +38,7 @@ pub struct RegisterInfo {
 
 impl RegisterInfo {
     /// The name as a C string.
+    #[cfg_attr(not(feature = "capi"), allow(dead_code))]
     pub(crate) fn c_name(&self) -> &'static std::ffi::CStr {
         self.c_name
     }
