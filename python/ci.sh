@@ -19,7 +19,8 @@
 set -euo pipefail
 
 MATURIN_VERSION=1.16.0
-PYTEST_VERSION=9.2.0
+# pytest 8.4 is the last to run on Python 3.9, the oldest the package takes.
+PYTEST_VERSION=8.4.2
 
 start=$SECONDS
 outcome=failed

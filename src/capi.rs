@@ -309,17 +309,15 @@ pub unsafe extern "C" fn kvm_open2(
     errbuf: *mut c_char,
     resolver: kvm_resolver_t,
 ) -> *mut kvm_t {
-    guard(
-        std::ptr::null(),
-        std::ptr::null_mut(),
-        || match open_common(execfile, corefile, flags, resolver) {
+    ffi::open_guard(errbuf, "kvm_open2", || {
+        match open_common(execfile, corefile, flags, resolver) {
             Ok(kd) => Box::into_raw(kd),
             Err(e) => {
                 copy_msg(errbuf, &e.to_string());
                 std::ptr::null_mut()
             }
-        },
-    )
+        }
+    })
 }
 
 /// `kvm_open2()` without a resolver; `swapfile` is ignored.
@@ -609,10 +607,8 @@ pub unsafe extern "C" fn kvm_open_space(
     ks: *const kvm_space,
     errbuf: *mut c_char,
 ) -> *mut kvm_t {
-    guard(
-        std::ptr::null(),
-        std::ptr::null_mut(),
-        || match open_space(base.as_ref(), ks.as_ref()) {
+    ffi::open_guard(errbuf, "kvm_open_space", || {
+        match open_space(base.as_ref(), ks.as_ref()) {
             Ok(space) => Box::into_raw(Box::new(__kvm {
                 kvm: Handle::Space(space),
                 errors: ErrorTexts::new(),
@@ -621,8 +617,8 @@ pub unsafe extern "C" fn kvm_open_space(
                 copy_msg(errbuf, &format!("kvm_open_space: {e}"));
                 std::ptr::null_mut()
             }
-        },
-    )
+        }
+    })
 }
 
 unsafe fn open_space(base: Option<&kvm_t>, ks: Option<&kvm_space>) -> Result<Space, Error> {

@@ -132,6 +132,26 @@ pub(crate) fn guard<T>(errors: Option<&ErrorTexts>, on_panic: T, f: impl FnOnce(
     })
 }
 
+/// Runs an open call `f`; a panic returns NULL with a message in `errbuf`
+/// (a `KVM_ERRBUF_SIZE` buffer, or NULL), so the caller never prints what
+/// its buffer held before.
+///
+/// # Safety
+/// `errbuf` is NULL or a writable buffer of `ERRBUF_SIZE` bytes.
+pub(crate) unsafe fn open_guard<T>(
+    errbuf: *mut c_char,
+    what: &str,
+    f: impl FnOnce() -> *mut T,
+) -> *mut T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        copy_msg(
+            errbuf,
+            &format!("{what}: internal error (a bug in libkvm): it panicked"),
+        );
+        std::ptr::null_mut()
+    })
+}
+
 /// A file name from C (any bytes but NUL), or `default` for NULL.
 ///
 /// # Safety

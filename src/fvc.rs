@@ -67,9 +67,9 @@ pub type fvc_resolver_t = Option<
 
 /// The caller's closure, which the resolver is given back.
 struct Closure(*mut c_void);
-// SAFETY: the caller of fvc_open owns what the closure points to and
-// promises it stays valid while the handle is open; the library calls the
-// resolver from whichever thread calls into the handle, as libfbsdvmcore.
+// SAFETY: the resolver runs only within fvc_open, on the caller's thread
+// (no fvc_* call after it resolves symbols), where the caller's closure is
+// valid, as in libfbsdvmcore.
 unsafe impl Send for Closure {}
 unsafe impl Sync for Closure {}
 
@@ -101,7 +101,7 @@ pub unsafe extern "C" fn fvc_open(
     if corefile.is_null() {
         return fail("core file must be specified");
     }
-    ffi::guard(None, std::ptr::null_mut(), || {
+    ffi::open_guard(errbuf, "fvc_open", || {
         let closure = Closure(resolver_data);
         // The kernel is checked against the dump through its symbol table;
         // a resolver stands for the table, as in libfbsdvmcore, which

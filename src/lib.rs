@@ -52,6 +52,7 @@ mod capi;
 mod cold;
 mod elfcore;
 mod error;
+#[cfg(any(feature = "capi", feature = "fvc"))]
 mod ffi;
 #[cfg(feature = "fvc")]
 mod fvc;

@@ -47,7 +47,8 @@ struct fvc_page {
  * Opens kernel `execfile` and its dump `corefile` (both required).  A
  * NULL resolver resolves symbols from the kernel's symbol table;
  * otherwise resolver(name, &addr, resolver_data) stores the address of
- * `name` and returns 0 (non-zero when unknown).  Returns NULL on failure,
+ * `name` and returns 0 (non-zero when unknown); it is called only within
+ * fvc_open().  Returns NULL on failure,
  * with a message in `errbuf` (_POSIX2_LINE_MAX bytes; may be NULL).
  * Here: without a resolver, the kernel must belong to the dump (its
  * version string is compared; KVM_NOVERIFY=1 in the environment skips

@@ -185,14 +185,21 @@ main(int argc, char **argv)
 			fail("fvc_read short");
 		}
 	}
-	/* An error stays until the next one (fvc_geterr_test's intent). */
-	if (argc > 3) {
+	/*
+	 * A successful read leaves the last error as it was (what
+	 * libfbsdvmcore's fvc_geterr_test means to check): the last address
+	 * given must fail, the first must read.
+	 */
+	if (argc > 4) {
 		char first[_POSIX2_LINE_MAX];
 
+		if (fvc_read(kd, strtoull(argv[argc - 1], NULL, 16), buf, 1) != -1)
+			fail("the last address reads");
 		snprintf(first, sizeof(first), "%s", fvc_geterr(kd));
-		if (fvc_read(kd, strtoull(argv[3], NULL, 16), buf, 1) == -1 &&
-		    strcmp(first, fvc_geterr(kd)) != 0)
-			fail("geterr");
+		if (fvc_read(kd, strtoull(argv[3], NULL, 16), buf, 1) != 1)
+			fail("the first address does not read");
+		if (first[0] == '\0' || strcmp(first, fvc_geterr(kd)) != 0)
+			fail("a successful read changed fvc_geterr()");
 	}
 	if (fvc_close(kd) != 0)
 		fail("fvc_close");
