@@ -17,8 +17,9 @@ fn pages() -> Vec<(String, String)> {
     let dir = root().join("man");
     let mut pages: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry.unwrap().path();
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file())
+        .map(|path| {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -212,4 +213,36 @@ fn pages_pass_mandoc_lint() {
         }
         Err(e) => panic!("cannot run mandoc: {e}"),
     }
+}
+
+/// Each second name of a page (`.Nm` in its NAME other than the page's
+/// own) has a link in man/links to the page, as FreeBSD's MLINKS give
+/// `man kvm_open2` (cargo cinstall copies the page under that name); and
+/// each link names a page that lists it.
+#[test]
+fn second_names_have_links() {
+    let mut want = BTreeSet::new();
+    for (page, text) in &pages() {
+        let (stem, sec) = page.rsplit_once('.').unwrap();
+        for n in first_args(&section(text, "NAME"), &[".Nm"]) {
+            if n != stem {
+                want.insert((format!("{n}.{sec}"), format!("../{page}")));
+            }
+        }
+    }
+    let dir = root().join("man/links");
+    let have: BTreeSet<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let target = std::fs::read_link(&path)
+                .unwrap_or_else(|e| panic!("{} is no symbolic link: {e}", path.display()));
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, target.to_string_lossy().into_owned())
+        })
+        .collect();
+    assert_eq!(
+        have, want,
+        "man/links/ must link each second name to its page"
+    );
 }
