@@ -106,8 +106,10 @@ pub unsafe extern "C" fn fvc_open(
         // The kernel is checked against the dump through its symbol table;
         // a resolver stands for the table, as in libfbsdvmcore, which
         // checks nothing: then neither do we.
-        let noverify = std::env::var_os("KVM_NOVERIFY").is_some_and(|v| !v.is_empty() && v != "0");
-        let mut options = OpenOptions::new().verify_kernel(!noverify && resolver.is_none());
+        let env = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+        let mut options = OpenOptions::new()
+            .verify_kernel(!env("KVM_NOVERIFY") && resolver.is_none())
+            .pread(env("KVM_PREAD"));
         if let Some(r) = resolver {
             options = options.resolver(Box::new(move |name: &str| {
                 let c = CString::new(name).ok()?;

@@ -186,10 +186,12 @@ fn lint(paths: &[PathBuf]) -> Result<std::process::Output, std::io::Error> {
 #[test]
 fn pages_pass_mandoc_lint() {
     let dir = root().join("man");
-    let paths: Vec<PathBuf> = pages()
+    let mut paths: Vec<PathBuf> = pages()
         .iter()
         .map(|(name, _)| Path::new(&dir).join(name))
         .collect();
+    // The libfbsdvmcore drop-in's page.
+    paths.push(root().join("fbsdvmcore/man/fvc_open.3"));
     match lint(&paths) {
         Ok(out) => {
             let said = format!(

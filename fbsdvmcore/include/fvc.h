@@ -20,6 +20,7 @@ extern "C" {
 #define	VRS_KEY		"VERSION"
 
 typedef struct __fvc fvc_t;
+struct proc;
 
 /* An address of the dumped machine. */
 typedef uint64_t fvc_addr_t;
@@ -41,6 +42,9 @@ struct fvc_page {
 	size_t		kp_len;		/* bytes */
 };
 
+/* Kept from libkvm's kvm.h, as libfbsdvmcore keeps it. */
+#define	SWIF_DEV_PREFIX	0x0002
+
 #define	LIBFVC_WALK_PAGES_VERSION	2
 
 /*
@@ -52,7 +56,8 @@ struct fvc_page {
  * with a message in `errbuf` (_POSIX2_LINE_MAX bytes; may be NULL).
  * Here: without a resolver, the kernel must belong to the dump (its
  * version string is compared; KVM_NOVERIFY=1 in the environment skips
- * the check),
+ * the check); KVM_PREAD=1 reads the core with pread(2) rather than
+ * mapping it (a core another process may truncate);
  * and Linux vmcores open too (with their vmlinux or System.map).
  */
 fvc_t	*fvc_open(const char *execfile, const char *corefile, char *errbuf,
