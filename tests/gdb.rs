@@ -37,6 +37,17 @@ fn find_gdb(names: &[&str]) -> Option<PathBuf> {
     None
 }
 
+/// The gdb command that debugs `core` through `vmcore gdbserver` over
+/// the pipe.
+fn remote(kernel: &Path, core: &Path) -> String {
+    format!(
+        "target remote | {} gdbserver {} {}",
+        vmcore_bin().display(),
+        kernel.display(),
+        core.display()
+    )
+}
+
 /// Runs gdb in batch mode on `file` with `commands`; its output (stdout
 /// and stderr).
 fn gdb(gdb: &Path, early: &[&str], file: &Path, commands: &[String]) -> String {
@@ -78,12 +89,7 @@ fn gdb_debugs_a_freebsd_dump_over_the_pipe() {
     };
     let s = Scratch::new("gdb-amd64");
     let (m, kernel, core) = amd64(&s);
-    let remote = format!(
-        "target remote | {} gdbserver {} {}",
-        vmcore_bin().display(),
-        kernel.display(),
-        core.display()
-    );
+    let remote = remote(&kernel, &core);
     let cmds: Vec<String> = [
         remote.as_str(),
         "info threads",
@@ -180,12 +186,7 @@ fn gdb_multiarch_debugs_a_linux_aarch64_vmcore() {
     let vmlinux = s.file("vmlinux", &m.vmlinux());
     let core = s.file("vmcore", &m.elf_vmcore(Style::Kdump));
     let cmds: Vec<String> = vec![
-        format!(
-            "target remote | {} gdbserver {} {}",
-            vmcore_bin().display(),
-            vmlinux.display(),
-            core.display()
-        ),
+        remote(&vmlinux, &core),
         "info threads".into(),
         "thread 2".into(),
         "info registers x0 x29 sp pc".into(),
@@ -288,12 +289,7 @@ fn gdb_multiarch_debugs_freebsd_arm64_and_riscv() {
         let kernel = s.file("kernel", &m.kernel());
         let core = s.file("vmcore", &m.minidump(2).bytes);
         let cmds: Vec<String> = vec![
-            format!(
-                "target remote | {} gdbserver {} {}",
-                vmcore_bin().display(),
-                kernel.display(),
-                core.display()
-            ),
+            remote(&kernel, &core),
             "info threads".into(),
             "info registers pc sp".into(),
             "x/s &version".into(),
@@ -342,12 +338,7 @@ fn gdb_debugs_memory_when_the_thread_list_is_damaged() {
     let kernel = s.file("kernel", &m.kernel());
     let core = s.file("vmcore", &m.minidump(3).bytes);
     let cmds = vec![
-        format!(
-            "target remote | {} gdbserver {} {}",
-            vmcore_bin().display(),
-            kernel.display(),
-            core.display()
-        ),
+        remote(&kernel, &core),
         "info threads".into(),
         "info registers rip".into(),
         "x/s &version".into(),
