@@ -3,7 +3,8 @@
 //! callers' buffers, `errno`, file names, and the guard that keeps panics
 //! from crossing into C.
 
-use libc::{c_char, c_int};
+use crate::walk::Page;
+use libc::{c_char, c_int, c_void, off_t, size_t};
 use std::cell::UnsafeCell;
 use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -149,6 +150,43 @@ pub(crate) unsafe fn open_guard<T>(
             &format!("{what}: internal error (a bug in libkvm): it panicked"),
         );
         std::ptr::null_mut()
+    })
+}
+
+/// The body of `kvm_walk_pages()` and `fvc_walk_pages()`: calls `cb` with
+/// each page `walk` reports, laid out by `make` (given the page, its core
+/// offset as C takes it (-1 when not in the dump) and its length); 1 when
+/// the walk completed, 0 when `cb` stopped it or it failed (the error, after
+/// `name`, in `errors`).
+///
+/// # Safety
+/// `cb` is a valid callback for `closure`.
+pub(crate) unsafe fn walk_pages<P>(
+    errors: &ErrorTexts,
+    name: &str,
+    walk: impl FnOnce(&mut dyn FnMut(&Page) -> bool) -> crate::Result<bool>,
+    cb: Option<unsafe extern "C" fn(page: *mut P, closure: *mut c_void) -> c_int>,
+    closure: *mut c_void,
+    make: impl Fn(&Page, off_t, size_t) -> P,
+) -> c_int {
+    let Some(cb) = cb else {
+        errors.set(&format!("{name}: NULL callback"));
+        return 0;
+    };
+    guard(Some(errors), 0, || {
+        let walked = walk(&mut |p| {
+            let offset = p.offset.and_then(|o| off_t::try_from(o).ok()).unwrap_or(-1);
+            let mut page = make(p, offset, usize::try_from(p.len).unwrap_or(usize::MAX));
+            // SAFETY: the caller of walk_pages passes a valid callback.
+            unsafe { cb(&mut page, closure) != 0 }
+        });
+        match walked {
+            Ok(done) => c_int::from(done),
+            Err(e) => {
+                errors.set(&format!("{name}: {e}"));
+                0
+            }
+        }
     })
 }
 

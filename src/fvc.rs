@@ -206,29 +206,21 @@ pub unsafe extern "C" fn fvc_walk_pages(
     closure: *mut c_void,
 ) -> c_int {
     let Some(k) = kd.as_ref() else { return 0 };
-    let Some(cb) = cb else {
-        k.errors.set("fvc_walk_pages: NULL callback");
-        return 0;
-    };
-    guard(kd, 0, || {
-        let walked = k.kvm.walk_pages(|p| {
-            let mut page = fvc_page {
-                kp_version: LIBFVC_WALK_PAGES_VERSION,
-                kp_paddr: p.paddr,
-                kp_kmap_vaddr: p.kmap_vaddr,
-                kp_dmap_vaddr: p.dmap_vaddr,
-                kp_prot: p.prot,
-                kp_offset: p.offset.and_then(|o| off_t::try_from(o).ok()).unwrap_or(-1),
-                kp_len: usize::try_from(p.len).unwrap_or(usize::MAX),
-            };
-            cb(&mut page, closure) != 0
-        });
-        match walked {
-            Ok(done) => c_int::from(done),
-            Err(e) => {
-                k.errors.set(&format!("fvc_walk_pages: {e}"));
-                0
-            }
-        }
-    })
+    let walk = |f: &mut dyn FnMut(&crate::walk::Page) -> bool| k.kvm.walk_pages(f);
+    ffi::walk_pages(
+        &k.errors,
+        "fvc_walk_pages",
+        walk,
+        cb,
+        closure,
+        |p, offset, len| fvc_page {
+            kp_version: LIBFVC_WALK_PAGES_VERSION,
+            kp_paddr: p.paddr,
+            kp_kmap_vaddr: p.kmap_vaddr,
+            kp_dmap_vaddr: p.dmap_vaddr,
+            kp_prot: p.prot,
+            kp_offset: offset,
+            kp_len: len,
+        },
+    )
 }
