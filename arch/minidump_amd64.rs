@@ -15,7 +15,7 @@ use super::amd64::{
 };
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::minidump::{Minidump, Sizes};
+use crate::minidump::{Order, Minidump, Sizes};
 use crate::pagetable::{Bits, Format, Frame, Mapping, Root, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
@@ -134,6 +134,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         dump_avail: availsize,
         bitmap: bitmapsize,
         pmap: pmapsize,
+        order: Order::LITTLE,
     };
     let (layout, map_off) = sizes.layout(s.core, "page map").map_err(|e| e.within("amd64 minidump"))?;
     let mem = Minidump::new(s.core, layout).map_err(|e| e.within("amd64 minidump"))?;

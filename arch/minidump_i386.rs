@@ -15,7 +15,7 @@ use super::i386::{
 };
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::minidump::{Minidump, Sizes};
+use crate::minidump::{Order, Minidump, Sizes};
 use crate::pagetable::{Bits, Format, Frame, Mapping, Root, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
@@ -126,6 +126,7 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         dump_avail: availsize,
         bitmap: bitmapsize,
         pmap: ptesize,
+        order: Order::LITTLE,
     };
     let (layout, map_off) = sizes.layout(s.core, "PTE section").map_err(|e| e.within("i386 minidump"))?;
     let mem = Minidump::new(s.core, layout).map_err(|e| e.within("i386 minidump"))?;

@@ -27,6 +27,49 @@ pub struct Layout {
     pub bitmap: (u64, u64),
     /// File offset of the first dumped page.
     pub sparse_off: u64,
+    /// The writing kernel's byte order and `long` (the bitmap's word).
+    pub order: Order,
+}
+
+/// How the kernel that wrote a minidump stores words: the bitmap is an
+/// array of `long`s (`BITSET_DEFINE` in `sys/sys/_bitset.h`) and
+/// dump_avail an array of 64-bit `vm_paddr_t`s, both in its byte order
+/// (libkvm's `_kvm64toh`; the bitmap's word order is missed there, see
+/// FORMAT-NOTES). Little-endian bitmaps read the same for any word size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Order {
+    /// The kernel is big-endian.
+    pub big_endian: bool,
+    /// `sizeof(long)`: 4 or 8.
+    pub long: u8,
+}
+
+impl Order {
+    /// A little-endian kernel (amd64, arm64, riscv, i386, arm, mipsel).
+    pub const LITTLE: Order = Order {
+        big_endian: false,
+        long: 8,
+    };
+
+    /// A 64-bit dump_avail entry.
+    #[inline]
+    fn u64(&self, b: &[u8]) -> u64 {
+        crate::image::uint(b, self.big_endian)
+    }
+
+    /// `piece` of the bitmap with its words turned little-endian, so
+    /// that bit `n` of word `w` is bit `n` counted from the word's first
+    /// byte. A short last word is taken as its most significant bytes.
+    fn bitmap_in_le(&self, piece: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        let long = usize::from(self.long);
+        for w in piece.chunks(long) {
+            let n = out.len();
+            out.extend_from_slice(w);
+            out.resize(n + long, 0);
+            out[n..].reverse();
+        }
+    }
 }
 
 /// One dump_avail range, in pages, with the number of the bitmap bit for its
@@ -65,6 +108,8 @@ pub struct Sizes {
     pub bitmap: u64,
     /// `pmapsize` (or `ptesize`).
     pub pmap: u64,
+    /// The writing kernel's byte order and word size.
+    pub order: Order,
 }
 
 impl Sizes {
@@ -98,6 +143,7 @@ impl Sizes {
             dump_avail: (self.dump_avail > 0).then_some((avail_off, self.dump_avail)),
             bitmap: (bitmap_off, self.bitmap),
             sparse_off,
+            order: self.order,
         };
         Ok((layout, map_off))
     }
@@ -178,6 +224,7 @@ impl DmapHeader {
                 },
                 bitmap: u32_at(offset_of!(DmapMinidumpHdr, bitmapsize)).into(),
                 pmap: u32_at(offset_of!(DmapMinidumpHdr, pmapsize)).into(),
+                order: Order::LITTLE,
             },
             kernbase: u64_at(offset_of!(DmapMinidumpHdr, kernbase)),
             dmap,
@@ -203,8 +250,14 @@ impl Minidump {
         let (boff, bsize) = layout.bitmap;
         let oom = |what: &str| Error::OutOfMemory(format!("the index of the minidump {what}"));
         let mut builder = Builder::new(bsize).ok_or_else(|| oom("bitmap"))?;
+        let mut le = Vec::new();
         let read = image.for_each_piece(boff, bsize, BLOCK_BYTES, |piece| {
-            builder.push(piece, |_| !0)
+            if layout.order.big_endian {
+                layout.order.bitmap_in_le(piece, &mut le);
+                builder.push(&le, |_| !0)
+            } else {
+                builder.push(piece, |_| !0)
+            }
         });
         let bits = builder.finish().ok_or_else(|| oom("bitmap"))?;
         if !read {
@@ -228,7 +281,7 @@ impl Minidump {
         }
         let avail = match layout.dump_avail {
             None => None,
-            Some((off, size)) => Some(read_dump_avail(image, off, size, ps)?),
+            Some((off, size)) => Some(read_dump_avail(image, off, size, ps, layout.order)?),
         };
         let main = match &avail {
             Some(r) if !r.is_empty() => r[longest(r, |r| r.end - r.first)],
@@ -298,11 +351,18 @@ impl Minidump {
     }
 }
 
-/// Reads dump_avail: pairs of 64-bit little-endian physical addresses, on
-/// every architecture (`vm_paddr_t dump_avail[]`), ending at the first pair
+/// Reads dump_avail: pairs of 64-bit physical addresses in the kernel's
+/// byte order, on every architecture (`vm_paddr_t dump_avail[]`), ending
+/// at the first pair
 /// whose end is 0. Bits are numbered through the ranges in order
 /// (`vm_page_dump_add` in `sys/vm/vm_dumpset.h`).
-fn read_dump_avail(image: &Image, off: u64, size: u64, ps: u64) -> Result<Vec<AvailRange>> {
+fn read_dump_avail(
+    image: &Image,
+    off: u64,
+    size: u64,
+    ps: u64,
+    order: Order,
+) -> Result<Vec<AvailRange>> {
     let mut ranges: Vec<AvailRange> = Vec::new();
     let mut next_bit = 0u64;
     let mut status = Ok(false); // Ok(true): the list ended
@@ -311,8 +371,8 @@ fn read_dump_avail(image: &Image, off: u64, size: u64, ps: u64) -> Result<Vec<Av
             if !matches!(status, Ok(false)) {
                 return;
             }
-            let start = u64::from_le_bytes(pair[..8].try_into().unwrap());
-            let end = u64::from_le_bytes(pair[8..].try_into().unwrap());
+            let start = order.u64(&pair[..8]);
+            let end = order.u64(&pair[8..]);
             if end == 0 {
                 status = Ok(true);
                 return;
