@@ -139,6 +139,11 @@ impl Mmu for Arm64Minidump {
         &self.mem
     }
 
+    /// 4 KiB or 16 KiB, as the version 3 flags say.
+    fn page_size(&self) -> u64 {
+        self.mem.page_size()
+    }
+
     #[inline]
     fn translate_traced(
         &self,

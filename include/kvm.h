@@ -564,6 +564,53 @@ int kvm_thread_registers(kvm_t *kd,
  */
 const char *kvm_register_name(kvm_t *kd, unsigned int regno, unsigned int *bits);
 
+/*
+ The kernel's `mp_maxcpus` (`kvm_getpcpu(3)`), or -1; 0 for a NULL
+ handle (FreeBSD then clears its cache; here each handle has its own).
+ */
+int kvm_getmaxcpu(kvm_t *kd);
+
+/*
+ The kernel's `mp_ncpus`, or -1.
+ */
+int kvm_getncpus(kvm_t *kd);
+
+/*
+ A copy of CPU `cpu`'s `struct pcpu`, to release with `free(3)`; NULL
+ for a CPU the kernel does not have (and for a NULL handle); `(void
+ *)-1` on error. Here (cross-architecture) the copy is the kernel's
+ `PAGE_SIZE` bytes (`UMA_PCPU_ALLOC_SIZE`: the size of `struct pcpu` on
+ x86, more than it elsewhere) from `cpuid_to_pcpu[cpu]`, its bytes past
+ the first page that cannot be read set to 0: read the fields of the
+ dumped kernel's `struct pcpu` from it.
+ */
+void *kvm_getpcpu(kvm_t *kd, int cpu);
+
+/*
+ Selects the CPU whose copies `kvm_nlist()` gives for dynamic per-CPU
+ variables (`DPCPU_DEFINE`): 0, or -1 for a CPU beyond `mp_maxcpus` or
+ without a per-CPU area, or when the kernel's per-CPU tables cannot be
+ read. Here it works on dumps of every architecture.
+ */
+int kvm_dpcpu_setcpu(kvm_t *kd, unsigned int cpu);
+
+/*
+ Reads `size` bytes of CPU `cpu`'s copy of the `UMA_ZONE_PCPU`
+ allocation `base` into `buf`: `size`, fewer if the core file ends
+ early, -1 on error. Here it works on dumps of every architecture, CPU
+ copies lie `PAGE_SIZE` apart (`zpcpu_offset_cpu`; FreeBSD's libkvm
+ uses the host's `sizeof(struct pcpu)`), and an amd64 `base` stored as
+ an offset from `__pcpu` (FreeBSD 13 and later) is moved by it.
+ */
+ssize_t kvm_read_zpcpu(kvm_t *kd, unsigned long base, void *buf, size_t size, int cpu);
+
+/*
+ The value of the `counter(9)` at `base`: the sum of its copies on CPUs
+ 0 to `mp_ncpus` - 1; 0 on error (as in FreeBSD, where 0 is also a
+ value: `kvm_geterr()` tells).
+ */
+uint64_t kvm_counter_u64_fetch(kvm_t *kd, unsigned long base);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

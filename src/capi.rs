@@ -457,7 +457,7 @@ unsafe fn resolve_list<E: NlistEntry>(kd: *mut kvm_t, nl: *mut E, func: &str) ->
             let name = CStr::from_ptr((*p).name()).to_str().ok();
             // A space has no symbols (extension): every name is missing.
             let sym = match &k.kvm {
-                Handle::Dump(kvm) => name.and_then(|n| kvm.symbol(n)),
+                Handle::Dump(kvm) => name.and_then(|n| kvm.nlist_symbol(n)),
                 Handle::Space(_) => None,
             };
             let (n_type, value) = sym.map_or((0, 0), |s| (s.n_type, s.value));
@@ -966,4 +966,159 @@ pub unsafe extern "C" fn kvm_register_name(
         *bits = r.bits;
     }
     r.c_name().as_ptr()
+}
+
+/// Runs a per-CPU call on a dump handle (a space has no kernel: "not a
+/// dump"), recording a failure's text as `func: why`.
+fn on_dump<T>(
+    kd: *mut kvm_t,
+    func: &str,
+    on_error: T,
+    f: impl FnOnce(&Kvm) -> Result<T, Error>,
+) -> T
+where
+    T: Copy,
+{
+    // SAFETY: callers pass NULL or a handle from kvm_open*.
+    let Some(k) = (unsafe { kd.as_ref() }) else {
+        return on_error;
+    };
+    guard(kd, on_error, || {
+        let r = match &k.kvm {
+            Handle::Dump(kvm) => f(kvm),
+            Handle::Space(_) => Err(Error::NotSupported(
+                "a space opened with kvm_open_space has no kernel",
+            )),
+        };
+        r.unwrap_or_else(|e| {
+            k.set_err(&format!("{func}: {e}"));
+            on_error
+        })
+    })
+}
+
+/// The kernel's `mp_maxcpus` (`kvm_getpcpu(3)`), or -1; 0 for a NULL
+/// handle (FreeBSD then clears its cache; here each handle has its own).
+#[no_mangle]
+pub unsafe extern "C" fn kvm_getmaxcpu(kd: *mut kvm_t) -> c_int {
+    if kd.is_null() {
+        return 0;
+    }
+    on_dump(kd, "kvm_getmaxcpu", -1, |k| Ok(k.max_cpus()? as c_int))
+}
+
+/// The kernel's `mp_ncpus`, or -1.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_getncpus(kd: *mut kvm_t) -> c_int {
+    on_dump(kd, "kvm_getncpus", -1, |k| Ok(k.ncpus()? as c_int))
+}
+
+/// A copy of CPU `cpu`'s `struct pcpu`, to release with `free(3)`; NULL
+/// for a CPU the kernel does not have (and for a NULL handle); `(void
+/// *)-1` on error. Here (cross-architecture) the copy is the kernel's
+/// `PAGE_SIZE` bytes (`UMA_PCPU_ALLOC_SIZE`: the size of `struct pcpu` on
+/// x86, more than it elsewhere) from `cpuid_to_pcpu[cpu]`, its bytes past
+/// the first page that cannot be read set to 0: read the fields of the
+/// dumped kernel's `struct pcpu` from it.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_getpcpu(kd: *mut kvm_t, cpu: c_int) -> *mut c_void {
+    let failed = usize::MAX as *mut c_void;
+    if kd.is_null() {
+        return std::ptr::null_mut();
+    }
+    let got = on_dump(kd, "kvm_getpcpu", None, |k| {
+        let Some(at) = u32::try_from(cpu).ok().map_or(Ok(None), |c| k.pcpu(c))? else {
+            return Ok(Some((0, 0)));
+        };
+        Ok(Some((at, k.pcpu_alloc_size())))
+    });
+    let Some((at, size)) = got else {
+        return failed;
+    };
+    if at == 0 {
+        return std::ptr::null_mut();
+    }
+    let k = &*kd;
+    guard(kd, failed, || {
+        let Handle::Dump(kvm) = &k.kvm else {
+            return failed;
+        };
+        let size = size as usize;
+        let buf = libc::calloc(1, size).cast::<u8>();
+        if buf.is_null() {
+            k.set_err("kvm_getpcpu: out of memory");
+            return failed;
+        }
+        // SAFETY: calloc gave `size` bytes.
+        let dst = std::slice::from_raw_parts_mut(buf, size);
+        let first = (size as u64 - (at & (size as u64 - 1))) as usize;
+        let read = kvm
+            .read_exact(at, dst)
+            .or_else(|_| kvm.read_exact(at, &mut dst[..first]));
+        match read {
+            Ok(()) => buf.cast(),
+            Err(e) => {
+                libc::free(buf.cast());
+                k.set_err(&format!("kvm_getpcpu: CPU {cpu}'s struct pcpu: {e}"));
+                failed
+            }
+        }
+    })
+}
+
+/// Selects the CPU whose copies `kvm_nlist()` gives for dynamic per-CPU
+/// variables (`DPCPU_DEFINE`): 0, or -1 for a CPU beyond `mp_maxcpus` or
+/// without a per-CPU area, or when the kernel's per-CPU tables cannot be
+/// read. Here it works on dumps of every architecture.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_dpcpu_setcpu(kd: *mut kvm_t, cpu: c_uint) -> c_int {
+    on_dump(kd, "kvm_dpcpu_setcpu", -1, |k| {
+        k.dpcpu_set_cpu(cpu)?;
+        Ok(0)
+    })
+}
+
+/// Reads `size` bytes of CPU `cpu`'s copy of the `UMA_ZONE_PCPU`
+/// allocation `base` into `buf`: `size`, fewer if the core file ends
+/// early, -1 on error. Here it works on dumps of every architecture, CPU
+/// copies lie `PAGE_SIZE` apart (`zpcpu_offset_cpu`; FreeBSD's libkvm
+/// uses the host's `sizeof(struct pcpu)`), and an amd64 `base` stored as
+/// an offset from `__pcpu` (FreeBSD 13 and later) is moved by it.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_read_zpcpu(
+    kd: *mut kvm_t,
+    base: c_ulong,
+    buf: *mut c_void,
+    size: size_t,
+    cpu: c_int,
+) -> ssize_t {
+    let Some(k) = kd.as_ref() else { return -1 };
+    let Ok(cpu) = u32::try_from(cpu) else {
+        k.set_err("kvm_read_zpcpu: negative CPU number");
+        return -1;
+    };
+    read_into(kd, "kvm_read_zpcpu", buf, size, |_, dst| {
+        let Handle::Dump(kvm) = &k.kvm else {
+            return Err(Error::NotSupported(
+                "a space opened with kvm_open_space has no kernel",
+            ));
+        };
+        kvm.read_zpcpu(widen(base), cpu, dst)
+    })
+}
+
+/// The value of the `counter(9)` at `base`: the sum of its copies on CPUs
+/// 0 to `mp_ncpus` - 1; 0 on error (as in FreeBSD, where 0 is also a
+/// value: `kvm_geterr()` tells).
+#[no_mangle]
+pub unsafe extern "C" fn kvm_counter_u64_fetch(kd: *mut kvm_t, base: c_ulong) -> u64 {
+    on_dump(kd, "kvm_counter_u64_fetch", 0, |k| {
+        k.counter_u64_fetch(widen(base))
+    })
+}
+
+/// An `unsigned long` address as a `kvaddr_t` (a no-op on LP64 hosts).
+#[allow(clippy::useless_conversion)]
+fn widen(v: c_ulong) -> u64 {
+    u64::from(v)
 }

@@ -14,7 +14,8 @@ use crate::threads::Thread;
 use crate::walk::Page;
 use object::elf::{EM_386, EM_X86_64};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Resolves a kernel symbol name to an address (the `kvm_open2` resolver).
 pub type Resolver = Box<dyn Fn(&str) -> Option<u64> + Send + Sync>;
@@ -43,6 +44,18 @@ pub struct Kvm {
     resolver: Option<Resolver>,
     /// Linux's run-time symbols, for a Linux dump.
     linux: Option<Symbols>,
+    /// FreeBSD's per-CPU and VNET tables, read on first use.
+    percpu: PerCpuState,
+}
+
+/// What [`Kvm`]'s per-CPU and VNET calls read once, and the CPU
+/// `pcpu_entry_*` symbols are relocated to (`kvm_dpcpu_setcpu`).
+#[derive(Default)]
+struct PerCpuState {
+    pcpu: OnceLock<crate::pcpu::Pcpu>,
+    dpcpu: OnceLock<crate::pcpu::Dpcpu>,
+    vnet: OnceLock<crate::pcpu::Vnet>,
+    cpu: AtomicU32,
 }
 
 impl std::fmt::Debug for Kvm {
@@ -230,6 +243,7 @@ impl OpenOptions {
             vtop: Arc::from(vtop),
             resolver,
             linux: None,
+            percpu: PerCpuState::default(),
         };
         if let Some(version) = version {
             identify::check_version(&kimage, &kvm.core, &kvm.kernel, version, |buf| {
@@ -308,6 +322,7 @@ impl OpenOptions {
             vtop: Arc::from(vtop),
             resolver,
             linux: Some(symbols),
+            percpu: PerCpuState::default(),
         };
         // No KERNELOFFSET to move the kernel file's symbols by (a QEMU dump
         // without VMCOREINFO): x86-64's kernel map tells it.
@@ -614,6 +629,162 @@ impl Kvm {
         // quarter as many threads as this (and memory stays a fraction of
         // the dump's; loops end at their first repeat).
         crate::threads::freebsd(&w, self.memory_held() / 256 + 1024)
+    }
+
+    /// The FreeBSD kernel's words, for the per-CPU and VNET calls.
+    fn freebsd_words(&self) -> Result<Words<'_>> {
+        if self.linux.is_some() {
+            return Err(Error::NotSupported(
+                "FreeBSD's per-CPU and VNET data in a Linux dump",
+            ));
+        }
+        self.words()
+            .ok_or(Error::NotSupported("per-CPU data without a kernel image"))
+    }
+
+    /// `cpuid_to_pcpu`, `mp_maxcpus` and `mp_ncpus`, read once.
+    fn pcpu_tables(&self) -> Result<&crate::pcpu::Pcpu> {
+        if let Some(p) = self.percpu.pcpu.get() {
+            return Ok(p);
+        }
+        let p = crate::pcpu::pcpu(&self.freebsd_words()?)?;
+        Ok(self.percpu.pcpu.get_or_init(|| p))
+    }
+
+    /// The dynamic per-CPU area, read once.
+    fn dpcpu(&self) -> Result<&crate::pcpu::Dpcpu> {
+        if let Some(d) = self.percpu.dpcpu.get() {
+            return Ok(d);
+        }
+        let d = crate::pcpu::dpcpu(&self.freebsd_words()?)?;
+        Ok(self.percpu.dpcpu.get_or_init(|| d))
+    }
+
+    /// `vnet0`'s data, read once.
+    fn vnet(&self) -> Result<&crate::pcpu::Vnet> {
+        if let Some(v) = self.percpu.vnet.get() {
+            return Ok(v);
+        }
+        let v = crate::pcpu::vnet(&self.freebsd_words()?)?;
+        Ok(self.percpu.vnet.get_or_init(|| v))
+    }
+
+    /// The kernel's `mp_maxcpus`: how many CPU slots its per-CPU tables
+    /// have (`kvm_getmaxcpu(3)`).
+    pub fn max_cpus(&self) -> Result<u32> {
+        Ok(self.pcpu_tables()?.maxcpus)
+    }
+
+    /// The kernel's `mp_ncpus`: how many CPUs it ran (`kvm_getncpus(3)`).
+    pub fn ncpus(&self) -> Result<u32> {
+        Ok(self.pcpu_tables()?.ncpus)
+    }
+
+    /// Where CPU `cpu`'s `struct pcpu` lies (`cpuid_to_pcpu[cpu]`, what
+    /// `kvm_getpcpu(3)` copies); `None` for a CPU the kernel does not have.
+    pub fn pcpu(&self, cpu: u32) -> Result<Option<u64>> {
+        let p = self.pcpu_tables()?;
+        Ok(p.pcpu.get(cpu as usize).copied().filter(|&a| a != 0))
+    }
+
+    /// The kernel's `PAGE_SIZE`, which is `UMA_PCPU_ALLOC_SIZE`
+    /// (sys/sys/pcpu.h): the distance between two CPUs' copies of a
+    /// per-CPU allocation, and the largest `struct pcpu` any
+    /// architecture has (its `CTASSERT`s).
+    pub fn pcpu_alloc_size(&self) -> u64 {
+        self.vtop.page_size()
+    }
+
+    /// Selects the CPU whose copies of dynamic per-CPU variables
+    /// (`pcpu_entry_*`) [`Kvm::nlist_symbol`] gives
+    /// (`kvm_dpcpu_setcpu(3)`); CPU 0 until set. Fails for a CPU beyond
+    /// `mp_maxcpus` or without a per-CPU area.
+    pub fn dpcpu_set_cpu(&self, cpu: u32) -> Result<()> {
+        let d = self.dpcpu()?;
+        match d.off.get(cpu as usize) {
+            None => Err(Error::InvalidArgument(
+                "kvm_dpcpu_setcpu: CPU number is mp_maxcpus or more",
+            )),
+            Some(0) => Err(Error::InvalidArgument(
+                "kvm_dpcpu_setcpu: that CPU has no per-CPU area (dpcpu_off is 0)",
+            )),
+            Some(_) => {
+                self.percpu.cpu.store(cpu, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    /// The CPU [`Kvm::dpcpu_set_cpu`] selected (0 until set).
+    pub fn dpcpu_cpu(&self) -> u32 {
+        self.percpu.cpu.load(Ordering::Relaxed)
+    }
+
+    /// Where CPU `cpu`'s copy of the per-CPU allocation `base` (a
+    /// `UMA_ZONE_PCPU` item, a `counter_u64_t`) lies: `base` plus
+    /// `cpu` times [`Kvm::pcpu_alloc_size`]. On amd64 since FreeBSD 13 the
+    /// kernel stores such pointers as offsets from `__pcpu`
+    /// (`zpcpu_base_to_offset`, sys/amd64/include/pcpu.h); a `base` that
+    /// is no kernel address (below 2^63) is one and is moved by it.
+    pub fn zpcpu_addr(&self, base: u64, cpu: u32) -> Result<u64> {
+        let w = self.freebsd_words()?;
+        let mut base = base;
+        let amd64 = self.kernel.ident.is_some_and(|i| i.machine == EM_X86_64);
+        if amd64 && base >> 63 == 0 {
+            if let Some(at) = w.symbol("__pcpu") {
+                base = base.wrapping_add(w.ptr(at)?);
+            }
+        }
+        Ok(base.wrapping_add(self.pcpu_alloc_size().wrapping_mul(u64::from(cpu))))
+    }
+
+    /// Reads CPU `cpu`'s copy of the per-CPU allocation `base`
+    /// (`kvm_read_zpcpu(3)`); see [`Kvm::zpcpu_addr`].
+    pub fn read_zpcpu(&self, base: u64, cpu: u32, buf: &mut [u8]) -> Result<usize> {
+        self.read(self.zpcpu_addr(base, cpu)?, buf)
+    }
+
+    /// The value of the `counter(9)` at `base`: the sum of its 64-bit
+    /// per-CPU copies over CPUs 0 to `mp_ncpus` - 1
+    /// (`kvm_counter_u64_fetch(3)`).
+    pub fn counter_u64_fetch(&self, base: u64) -> Result<u64> {
+        let n = self.ncpus()?;
+        let w = self.freebsd_words()?;
+        let mut sum = 0u64;
+        for cpu in 0..n {
+            sum = sum.wrapping_add(w.uint(self.zpcpu_addr(base, cpu)?, 8)?);
+        }
+        Ok(sum)
+    }
+
+    /// Resolves a symbol as `kvm_nlist(3)` does on a FreeBSD dump: as
+    /// [`Kvm::symbol`], else, for a kernel with virtualised network
+    /// stacks, `vnet_entry_NAME` in `vnet0`'s data, else `pcpu_entry_NAME`
+    /// in the selected CPU's dynamic per-CPU area (a leading `_` of `name`
+    /// is dropped first, as libkvm does). A prefix is tried only where the
+    /// kernel's tables for it can be read.
+    pub fn nlist_symbol(&self, name: &str) -> Option<Symbol> {
+        use crate::pcpu::{prefixed, relocate};
+        if let Some(s) = self.symbol(name) {
+            return Some(s);
+        }
+        if self.linux.is_some() {
+            return None;
+        }
+        if let Ok(v) = self.vnet() {
+            if let Some(s) = self.symbol(&prefixed("vnet_entry_", name)) {
+                let value = relocate(s.value, v.start, v.stop, v.base);
+                return Some(Symbol { value, ..s });
+            }
+        }
+        if let Ok(d) = self.dpcpu() {
+            if let Some(s) = self.symbol(&prefixed("pcpu_entry_", name)) {
+                let off = d.off.get(self.dpcpu_cpu() as usize).copied().unwrap_or(0);
+                let value = relocate(s.value, d.start, d.stop, off);
+                return Some(Symbol { value, ..s });
+            }
+        }
+        None
     }
 
     /// The dumped kernel stores words big-endian (false where the dump

@@ -66,6 +66,7 @@ mod linux;
 mod minidump;
 mod mmu;
 mod pagetable;
+mod pcpu;
 mod physmem;
 mod printk;
 mod registry;

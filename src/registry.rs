@@ -165,6 +165,11 @@ pub trait Translator: Send + Sync {
     /// The file offset of a location (for `kvm_walk_pages`).
     fn location_offset(&self, core: &Image, loc: u64) -> Option<u64>;
 
+    /// The kernel's `PAGE_SIZE` (4 KiB unless the dump says otherwise).
+    fn page_size(&self) -> u64 {
+        4096
+    }
+
     /// Kernel displacement: where the kernel runs relative to where it was
     /// linked (`ka_kerndisp`); 0 when the backend cannot know.
     fn kerndisp(&self) -> i64 {
