@@ -24,7 +24,8 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let a = Amd64::new(2 << 20, Fill::Pattern);
+    let mut a = Amd64::new(2 << 20, Fill::Pattern);
+    a.add_pcpu(true);
     let amd64_probes = vec![
         fixture::amd64::va::VERSION,
         fixture::amd64::va::K4,
@@ -187,6 +188,17 @@ fn exercise(kvm: &Kvm, probes: &[u64]) {
     let _ = kvm.translation(0xffff_ffff_8030_0200);
     let _ = kvm.cpus();
     let _ = kvm.panic_string();
+    // Per-CPU and VNET tables.
+    let _ = kvm.max_cpus();
+    for cpu in [0, 1, 7, 8, u32::MAX] {
+        let _ = kvm.pcpu(cpu);
+        let _ = kvm.dpcpu_set_cpu(cpu);
+        let _ = kvm.nlist_symbol("dpcpu_word");
+    }
+    let _ = kvm.nlist_symbol("_vnet_word");
+    for base in [0, 0x8000, 0xffff_ffff_8030_0000, u64::MAX] {
+        let _ = kvm.counter_u64_fetch(base);
+    }
     let mut n = 0u32;
     let _ = kvm.walk_pages(|_| {
         n += 1;
