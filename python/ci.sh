@@ -7,8 +7,10 @@
 # pins below change). The package builds with the venv's maturin (`pip
 # install --no-build-isolation`) in Cargo's dev profile, debug assertions
 # and overflow checks on ($KVM_PYTHON_PROFILE chooses another: release is
-# what a plain `pip install ./python` builds), into the repository's
-# target/, where it reuses what the library's own build compiled.
+# what a plain `pip install ./python` builds), into target/python: not the
+# library's own target/debug, where its build of the library (without the
+# C API) would replace the library's `libkvm.rlib` (a crate that is also a
+# cdylib gets no hash in its file names) and break the next `cargo test`.
 #
 # The tests compare with the `vmcore` tool and read the sample dumps of
 # `cargo run --example demo` (target/samples): both are built first, and
@@ -65,7 +67,7 @@ cargo run --quiet --locked --example demo >"$log" 2>&1 ||
 
 # The package, built by the venv's maturin, which its build backend runs
 # from PATH.
-export PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$root/target"
+export PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$root/target/python"
 # --locked: python/Cargo.lock as committed (after a change to the library's
 # dependencies, `cargo check --manifest-path python/Cargo.toml` updates it).
 export MATURIN_PEP517_ARGS="--locked --profile ${KVM_PYTHON_PROFILE:-dev}"

@@ -505,6 +505,65 @@ impl Kvm {
         PyIterator::from_object(&list)
     }
 
+    /// The kernel's `mp_maxcpus` (kvm_getmaxcpu(3)).
+    fn max_cpus(slf: &Bound<'_, Self>) -> PyResult<u32> {
+        let (py, d) = (slf.py(), dump(slf)?);
+        py.detach(|| d.max_cpus()).map_err(|e| error(py, e))
+    }
+
+    /// The kernel's `mp_ncpus` (kvm_getncpus(3)).
+    fn ncpus(slf: &Bound<'_, Self>) -> PyResult<u32> {
+        let (py, d) = (slf.py(), dump(slf)?);
+        py.detach(|| d.ncpus()).map_err(|e| error(py, e))
+    }
+
+    /// Where CPU `cpu`'s `struct pcpu` lies (`cpuid_to_pcpu[cpu]`); None
+    /// for a CPU the kernel does not have.
+    fn pcpu(slf: &Bound<'_, Self>, cpu: u32) -> PyResult<Option<u64>> {
+        let (py, d) = (slf.py(), dump(slf)?);
+        py.detach(|| d.pcpu(cpu)).map_err(|e| error(py, e))
+    }
+
+    /// Selects the CPU whose copies of dynamic per-CPU variables
+    /// nlist_symbol() gives (kvm_dpcpu_setcpu(3)).
+    fn dpcpu_set_cpu(slf: &Bound<'_, Self>, cpu: u32) -> PyResult<()> {
+        let (py, d) = (slf.py(), dump(slf)?);
+        py.detach(|| d.dpcpu_set_cpu(cpu)).map_err(|e| error(py, e))
+    }
+
+    /// The address of `name` as kvm_nlist(3) resolves it: a kernel symbol,
+    /// else a VNET variable in vnet0's data, else a dynamic per-CPU
+    /// variable in the selected CPU's copy. Raises KeyError when none.
+    fn nlist_symbol(slf: &Bound<'_, Self>, name: &str) -> PyResult<u64> {
+        let (py, d) = (slf.py(), dump(slf)?);
+        py.detach(|| d.nlist_symbol(name))
+            .map(|s| s.value)
+            .ok_or_else(|| PyKeyError::new_err(name.to_owned()))
+    }
+
+    /// `size` bytes of CPU `cpu`'s copy of the per-CPU allocation `base`
+    /// (kvm_read_zpcpu(3)).
+    fn read_zpcpu<'py>(
+        slf: &Bound<'py, Self>,
+        base: u64,
+        size: usize,
+        cpu: u32,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let (py, d) = (slf.py(), dump(slf)?);
+        let mut buf = vec![0u8; size];
+        let n = py
+            .detach(|| d.read_zpcpu(base, cpu, &mut buf))
+            .map_err(|e| error(py, e))?;
+        Ok(PyBytes::new(py, &buf[..n]))
+    }
+
+    /// The value of the counter(9) at `base` (kvm_counter_u64_fetch(3)).
+    fn counter_u64_fetch(slf: &Bound<'_, Self>, base: u64) -> PyResult<u64> {
+        let (py, d) = (slf.py(), dump(slf)?);
+        py.detach(|| d.counter_u64_fetch(base))
+            .map_err(|e| error(py, e))
+    }
+
     /// The kernel's threads, as Thread records: FreeBSD's processes of
     /// `allproc` and `zombproc`, oldest first, each with its threads; a
     /// Linux dump's one per CPU it saved registers of.

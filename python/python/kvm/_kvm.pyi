@@ -148,6 +148,20 @@ class Kvm(AddressSpace):
         """The address of kernel symbol ``name``; KeyError when unknown."""
     def symbols(self) -> Iterator[Tuple[str, int]]:
         """(name, address) of every symbol of the kernel's table."""
+    def max_cpus(self) -> int:
+        """The kernel's mp_maxcpus (kvm_getmaxcpu(3))."""
+    def ncpus(self) -> int:
+        """The kernel's mp_ncpus (kvm_getncpus(3))."""
+    def pcpu(self, cpu: int) -> Optional[int]:
+        """Where CPU ``cpu``'s struct pcpu lies; None for a CPU it lacks."""
+    def dpcpu_set_cpu(self, cpu: int) -> None:
+        """Selects the CPU whose per-CPU variables nlist_symbol() gives."""
+    def nlist_symbol(self, name: str) -> int:
+        """``name`` as kvm_nlist(3) resolves it, VNET and DPCPU included."""
+    def read_zpcpu(self, base: int, size: int, cpu: int) -> bytes:
+        """CPU ``cpu``'s copy of the per-CPU allocation ``base``."""
+    def counter_u64_fetch(self, base: int) -> int:
+        """The value of the counter(9) at ``base``."""
     def threads(self) -> list[Thread]:
         """The kernel's threads."""
     def registers(self, thread: Thread) -> dict[str, int]:
