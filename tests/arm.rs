@@ -151,10 +151,16 @@ fn large_pages_and_supersections() {
     for d in [m.full_dump(true), m.minidump(2)] {
         let kvm = open(&s, &m.kernel(), &d.bytes).unwrap();
         for va in (VA.large..VA.large + 0x2_0000).step_by(0x1000) {
-            assert_eq!(kvm.vtop(va + 0x123).unwrap(), m.model_pa(va).unwrap() + 0x123);
+            assert_eq!(
+                kvm.vtop(va + 0x123).unwrap(),
+                m.model_pa(va).unwrap() + 0x123
+            );
         }
         for va in (VA.sup..VA.sup + (16 << 20)).step_by(1 << 20) {
-            assert_eq!(kvm.vtop(va + 0x5678).unwrap(), m.model_pa(va).unwrap() + 0x5678);
+            assert_eq!(
+                kvm.vtop(va + 0x5678).unwrap(),
+                m.model_pa(va).unwrap() + 0x5678
+            );
         }
     }
 }
@@ -211,7 +217,9 @@ fn error_messages() {
             let index = (k4_3 - KERNBASE) / PAGE;
             assert_eq!(
                 msg(k4_3),
-                format!("invalid address ({k4_3:#x}): not mapped: PTE entry {index} is not valid (0x0)")
+                format!(
+                    "invalid address ({k4_3:#x}): not mapped: PTE entry {index} is not valid (0x0)"
+                )
             );
             assert_eq!(
                 msg(0x1000),
@@ -254,7 +262,11 @@ fn page_tables_not_found() {
     let mut m = Arm::new(Pmap::V6);
     let k = m.kernel();
     let mut d = m.full_dump(true).bytes;
-    let off = open(&s, &k, &d).unwrap().translate(VA.kernel_l1pa).unwrap().off as usize;
+    let off = open(&s, &k, &d)
+        .unwrap()
+        .translate(VA.kernel_l1pa)
+        .unwrap()
+        .off as usize;
     d[off..off + 4].copy_from_slice(&0xc03f_0000u32.to_le_bytes());
     let want = [
         "cannot find the kernel page tables: kernel_l1pa (0xc0100100) at physical 0x80500100",
@@ -277,15 +289,28 @@ fn mismatched_kernel_and_core() {
     let i = I386::new(Mode::NoPae, Era::New, false);
     let arm_k = "kernel is ELF32 little-endian arm";
     let i_k = "kernel is ELF32 little-endian i386";
-    open_err(&s, &i.kernel(), &a.full_dump(true).bytes, &[i_k, "core is an ELF32 little-endian arm"]);
+    open_err(
+        &s,
+        &i.kernel(),
+        &a.full_dump(true).bytes,
+        &[i_k, "core is an ELF32 little-endian arm"],
+    );
     open_err(
         &s,
         &i.kernel(),
         &a.minidump(2).bytes,
-        &[i_k, "core is a minidump with magic \"minidump FreeBSD/arm\""],
+        &[
+            i_k,
+            "core is a minidump with magic \"minidump FreeBSD/arm\"",
+        ],
     );
     open_err(&s, &a.kernel(), &i.full_dump().bytes, &[arm_k, "i386"]);
-    open_err(&s, &a.kernel(), &i.minidump(2).bytes, &[arm_k, "FreeBSD/i386"]);
+    open_err(
+        &s,
+        &a.kernel(),
+        &i.minidump(2).bytes,
+        &[arm_k, "FreeBSD/i386"],
+    );
 }
 
 fn put32(b: &mut [u8], off: usize, v: u32) {
@@ -307,10 +332,16 @@ fn lying_minidump_headers() {
     }
     let mut v = good.clone();
     put32(&mut v, 0x30, 7);
-    err(&v, "unknown mmuformat 7 (expected 1 for ARMv4 or 2 for ARMv6 entries, or 0)");
+    err(
+        &v,
+        "unknown mmuformat 7 (expected 1 for ARMv4 or 2 for ARMv6 entries, or 0)",
+    );
     let mut v = good.clone();
     put32(&mut v, 0x30, 3);
-    err(&v, "mmuformat 3 (ARMv6 LPAE, 8-byte entries) is not supported");
+    err(
+        &v,
+        "mmuformat 3 (ARMv6 LPAE, 8-byte entries) is not supported",
+    );
     let mut v = good.clone();
     put32(&mut v, 0x1c, u32::MAX); // msgbufsize
     err(&v, "lies past the end");
@@ -396,7 +427,14 @@ fn expectations(m: &Arm, d: &Dump, resolve: &[(&str, u64)]) -> String {
     let pa = m.model_pa(v.version).unwrap();
     writeln!(e, "vtop {:x} {pa:x}", v.version).unwrap();
     writeln!(e, "phys {pa:x} 16 {}", hex(&VERSION[..16])).unwrap();
-    writeln!(e, "threads {:x} {} {}", v.version, VERSION.len(), hex(VERSION)).unwrap();
+    writeln!(
+        e,
+        "threads {:x} {} {}",
+        v.version,
+        VERSION.len(),
+        hex(VERSION)
+    )
+    .unwrap();
     writeln!(e, "walkcount {}", m.expected_pages(d).len()).unwrap();
     for (name, value) in resolve {
         writeln!(e, "resolve {name} {value:x}").unwrap();
