@@ -115,6 +115,73 @@ pub struct Level {
     pub frame: Frame,
 }
 
+/// A leaf made of `2^k` consecutive entries of its level that repeat one
+/// descriptor, mapping one larger page: ARM short-descriptor
+/// supersections (16 L1 entries of 1 MiB for 16 MiB) and large pages (16
+/// L2 entries of 4 KiB for 64 KiB; ARM ARM B3.5.1, "must be repeated in
+/// 16 consecutive memory locations"). The frame is aligned to the whole
+/// page, so the address takes the virtual-address bits below `shift`;
+/// each entry still maps its own level-sized part.
+#[derive(Debug, Clone, Copy)]
+pub struct Wide {
+    /// Which leaves of the level are wide.
+    pub test: Bits,
+    /// log2 of the whole page's size.
+    pub shift: u32,
+    /// Frame of the whole page.
+    pub frame: Frame,
+}
+
+impl Wide {
+    /// The physical address of the level-sized part of a leaf `e` that
+    /// holds `va` (or, with `va` the part's first byte, of that part).
+    #[inline(always)]
+    fn pa(&self, e: u64, va: u64) -> u64 {
+        self.frame.of(e) | (va & ((1u64 << self.shift) - 1))
+    }
+}
+
+/// A [`Format`] some of whose levels have [`Wide`] leaves, one entry of
+/// `wide` per level.
+#[derive(Debug, Clone, Copy)]
+pub struct WideFormat<const N: usize> {
+    /// The format.
+    pub format: Format<N>,
+    /// Wide leaves, per level (a `test` of [`Bits::NEVER`] where there are
+    /// none).
+    pub wide: [Wide; N],
+}
+
+impl<const N: usize> WideFormat<N> {
+    /// [`Format::translate_traced`], with wide leaves.
+    #[inline(always)]
+    pub fn translate_traced<M: PhysMem>(
+        &self,
+        image: &Image,
+        mem: &M,
+        root: Root,
+        va: u64,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
+        self.format
+            .translate_in(image, mem, root, va, Some(&self.wide), trace)
+    }
+
+    /// [`Format::walk`], with wide leaves: each entry is reported as the
+    /// level-sized part of the page it maps.
+    pub fn walk<M: PhysMem>(
+        &self,
+        image: &Image,
+        mem: &M,
+        root: Root,
+        va_bits: u32,
+        f: &mut dyn FnMut(u64, &Mapping) -> bool,
+    ) -> Result<bool, Fault> {
+        self.format
+            .walk_in(image, mem, root, va_bits, Some(&self.wide), f)
+    }
+}
+
 /// A page-table format of `N` levels (a fixed count, so a walk over a
 /// `static` format unrolls into straight-line code).
 #[derive(Debug, Clone, Copy)]
@@ -297,6 +364,22 @@ impl<const N: usize> Format<N> {
         va: u64,
         trace: &mut impl FnMut(Step),
     ) -> Result<Mapping, Fault> {
+        self.translate_in(image, mem, root, va, None, trace)
+    }
+
+    /// The walk of [`Format::translate_traced`] and
+    /// [`WideFormat::translate_traced`]: `wide`, when given, names the
+    /// wide leaves of each level (a constant `None` folds away).
+    #[inline(always)]
+    fn translate_in<M: PhysMem>(
+        &self,
+        image: &Image,
+        mem: &M,
+        root: Root,
+        va: u64,
+        wide: Option<&[Wide; N]>,
+        trace: &mut impl FnMut(Step),
+    ) -> Result<Mapping, Fault> {
         let esz = u64::from(self.entry_size);
         let mut table = root;
         for depth in 0..N {
@@ -353,12 +436,11 @@ impl<const N: usize> Format<N> {
             }
             if depth + 1 == N || lvl.leaf.test(e) {
                 let size = 1u64 << lvl.shift;
-                return Ok(Mapping::at(
-                    va,
-                    lvl.frame.of(e) | (va & (size - 1)),
-                    size,
-                    e,
-                ));
+                let pa = match wide {
+                    Some(w) if w[depth].test.test(e) => w[depth].pa(e, va),
+                    _ => lvl.frame.of(e) | (va & (size - 1)),
+                };
+                return Ok(Mapping::at(va, pa, size, e));
             }
             if !self.pointer.test(e) {
                 return Err(bad_pointer(lvl, index, e));
@@ -457,12 +539,26 @@ impl<const N: usize> Format<N> {
         va_bits: u32,
         f: &mut dyn FnMut(u64, &Mapping) -> bool,
     ) -> Result<bool, Fault> {
+        self.walk_in(image, mem, root, va_bits, None, f)
+    }
+
+    /// [`Format::walk`] with the wide leaves `wide` names, if any.
+    fn walk_in<M: PhysMem>(
+        &self,
+        image: &Image,
+        mem: &M,
+        root: Root,
+        va_bits: u32,
+        wide: Option<&[Wide; N]>,
+        f: &mut dyn FnMut(u64, &Mapping) -> bool,
+    ) -> Result<bool, Fault> {
         let limit = mem.held_pages().saturating_add(TABLES_ANY_DUMP_MAY_ENTER);
         let mut w = Walk {
             format: self,
             image,
             mem,
             va_bits,
+            wide,
             tables_left: limit,
             limit,
             f,
@@ -520,6 +616,8 @@ struct Walk<'a, 'f, const N: usize, M: PhysMem> {
     image: &'a Image,
     mem: &'a M,
     va_bits: u32,
+    /// Wide leaves per level, if the format has any.
+    wide: Option<&'a [Wide; N]>,
     /// Tables the walk may still enter, and how many it could at first.
     tables_left: u64,
     limit: u64,
@@ -583,8 +681,12 @@ impl<const N: usize, M: PhysMem> Walk<'_, '_, N, M> {
             return Ok(true);
         }
         if depth + 1 == N || lvl.leaf.test(e) {
+            let pa = match self.wide {
+                Some(w) if w[depth].test.test(e) => w[depth].pa(e, va),
+                _ => lvl.frame.of(e),
+            };
             let m = Mapping {
-                pa: lvl.frame.of(e),
+                pa,
                 first: va,
                 size: 1u64 << lvl.shift,
                 entry: e,

@@ -639,3 +639,31 @@ fn segments_sharing_file_bytes_do_not_stretch_a_walk() {
     });
     assert!(e.contains("alias or loop"), "{e}");
 }
+
+/// An arm full dump whose `PT_DUMP_DELTA` lies about where the kernel was
+/// loaded: `kernel_l1pa` is read where the header says, names no table
+/// that maps it back, and the error says what was tried and from what.
+#[test]
+fn arm_dump_delta_that_lies() {
+    use fixture::arm::{Arm, Pmap, KERNBASE};
+    let m = Arm::new(Pmap::V6);
+    let s = Scratch::new("arm-delta");
+    let mut core = m.full_dump(true).bytes;
+    // The third program header is PT_DUMP_DELTA (after the two PT_LOADs);
+    // move its p_paddr (ELF32: offset 12) 1 MiB down.
+    let ph = 52 + 32 * 2;
+    assert_eq!(core[ph..ph + 4], 0x6fb5_d000u32.to_le_bytes());
+    let paddr = u32::from_le_bytes(core[ph + 12..ph + 16].try_into().unwrap());
+    put32(&mut core, ph + 12, paddr - 0x10_0000);
+    let at = fixture::arm::VA.kernel_l1pa - KERNBASE + u64::from(paddr) - 0x10_0000;
+    open_err(
+        &s,
+        &m.kernel(),
+        &core,
+        &format!(
+            "cannot find the kernel page tables: kernel_l1pa (0xc0100100) at physical {at:#x} \
+             (kernbase 0xc0000000, physaddr {:#x} from PT_DUMP_DELTA)",
+            paddr - 0x10_0000
+        ),
+    );
+}

@@ -87,6 +87,29 @@ fn cases() -> Vec<Case> {
         });
     }
     linux_cases(&mut v);
+    // arm
+    {
+        use fixture::arm::{Arm, Pmap, VA};
+        let probes = vec![VA.version, VA.k4, VA.large + 0x1_0000, VA.sup + (3 << 20)];
+        for (pmap, delta, version) in [(Pmap::V4, true, 2), (Pmap::V6, false, 1)] {
+            let m = Arm::new(pmap);
+            v.push(Case {
+                name: format!("arm {pmap:?} full (delta {delta})"),
+                kernel: m.kernel(),
+                meta: 4096,
+                probes: probes.clone(),
+                core: m.full_dump(delta).bytes,
+            });
+            let d = m.minidump(version);
+            v.push(Case {
+                name: format!("arm {pmap:?} minidump v{version}"),
+                kernel: m.kernel(),
+                meta: d.offsets.values().min().copied().unwrap_or(0) as usize,
+                probes: probes.clone(),
+                core: d.bytes,
+            });
+        }
+    }
     v
 }
 

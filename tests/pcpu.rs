@@ -5,6 +5,7 @@
 
 mod fixture;
 use fixture::amd64::Amd64;
+use fixture::arm::{Arm, Pmap};
 use fixture::c::{compile, hex, root, target_dir};
 use fixture::dmap::{DmapMachine, ARM64_16K, ARM64_4K, RISCV};
 use fixture::i386::{Era, Mode, I386};
@@ -70,6 +71,22 @@ fn cases() -> Vec<Case> {
             p,
         });
     }
+    for pmap in [Pmap::V4, Pmap::V6] {
+        let mut m = Arm::new(pmap);
+        let p = m.add_pcpu();
+        v.push(Case {
+            name: format!("arm {pmap:?} full"),
+            kernel: m.kernel(),
+            core: m.full_dump(true).bytes,
+            p,
+        });
+        v.push(Case {
+            name: format!("arm {pmap:?} minidump"),
+            kernel: m.kernel(),
+            core: m.minidump(2).bytes,
+            p,
+        });
+    }
     v
 }
 
@@ -130,7 +147,11 @@ fn per_cpu_data_of_every_architecture() {
             .map(|s| s.value)
             .unwrap();
         let mut b = [0u8; 8];
-        let w = if name.starts_with("i386") { 4 } else { 8 };
+        let w = if name.starts_with("i386") || name.starts_with("arm ") {
+            4
+        } else {
+            8
+        };
         kvm.read_exact(counter, &mut b[..w]).unwrap();
         let base = u64::from_le_bytes(b); // every machine here is little-endian
         assert_eq!(base, c.p.counter_base(), "{name}");
