@@ -36,6 +36,10 @@ pub trait Mmu: Send + Sync {
     }
     /// `kvm_walk_pages` over the kernel's tables.
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool>;
+    /// Kernel displacement (`ka_kerndisp`): see [`Translator::kerndisp`].
+    fn kerndisp(&self) -> i64 {
+        0
+    }
 }
 
 /// An address space: its MMU, with a TLB of where recently translated
@@ -86,6 +90,10 @@ impl<A: Mmu> Translator for Paged<A> {
 
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         self.mmu.walk_pages(image, f)
+    }
+
+    fn kerndisp(&self) -> i64 {
+        self.mmu.kerndisp()
     }
 
     fn locate_phys(&self, pa: u64) -> Result<Span, Fault> {
