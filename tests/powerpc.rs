@@ -6,10 +6,9 @@
 
 mod fixture;
 use fixture::c::{hex, run_capi_test};
-use fixture::elf::Target;
 use fixture::powerpc::{
-    virtual_elf_dump, Chunk, Config, Ppc64Machine, COLLIDE, DATA, DATA_AREA, DMAP_BASE, KVA,
-    LOAD, MMIO, VERSION, VM,
+    virt, Config, Ppc64Machine, VirtMachine, COLLIDE, DATA, DATA_AREA, DMAP_BASE, KVA, LOAD, MMIO,
+    TEXT, VERSION, VM,
 };
 use fixture::{Scratch, PAGE};
 use kvm::Kvm;
@@ -51,8 +50,8 @@ fn minidump_reads_match_model() {
                 "powerpc64le minidump"
             }
         );
-        let native = cfg!(target_arch = "powerpc64")
-            && cfg!(target_endian = "big") == cfg.big_endian;
+        let native =
+            cfg!(target_arch = "powerpc64") && cfg!(target_endian = "big") == cfg.big_endian;
         assert_eq!(kvm.native(), native, "{what}");
         // kvm_kerndisp is startkernel - PPC64_KERNBASE; symbols stay
         // link-time values and reads of them are displaced.
@@ -145,7 +144,10 @@ fn minidump_secondary_hash_is_used() {
         .values()
         .filter(|s| s.hi & fixture::powerpc::LPTE_HID != 0)
         .count();
-    assert!(secondary >= 4, "the model puts collisions in secondary groups");
+    assert!(
+        secondary >= 4,
+        "the model puts collisions in secondary groups"
+    );
 }
 
 #[test]
@@ -154,7 +156,9 @@ fn minidump_bad_headers() {
     let m = Ppc64Machine::new(configs()[0].0);
     let k = s.file("kernel", &m.kernel());
     let open_err = |bytes: &[u8], want: &str| {
-        let e = Kvm::open(&k, s.file("core", bytes)).unwrap_err().to_string();
+        let e = Kvm::open(&k, s.file("core", bytes))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(want), "{e:?} lacks {want:?}");
     };
     let good = m.minidump(2).bytes;
@@ -175,12 +179,16 @@ fn minidump_bad_headers() {
         v
     };
     open_err(&hpt_end, "the hashed page table (134217728 bytes");
-    open_err(&good[..good.len() - 4096], "truncated dump or corrupt bitmap");
+    open_err(
+        &good[..good.len() - 4096],
+        "truncated dump or corrupt bitmap",
+    );
     // A little-endian kernel with a big-endian dump.
     let le = Ppc64Machine::new(configs()[1].0);
     let e = Kvm::open(s.file("lek", &le.kernel()), s.file("c", &good)).unwrap_err();
     assert!(
-        e.to_string().contains("powerpc64le minidump: unknown version 33554432"),
+        e.to_string()
+            .contains("powerpc64le minidump: unknown version 33554432"),
         "{e}"
     );
 }
@@ -203,6 +211,170 @@ fn minidump_c_abi() {
     let bad = VM + 12 * PAGE;
     writeln!(e, "fail {bad:x} 8 ({bad:#x}): mapped to physical").unwrap();
     let pages = m.expected_pages(&d);
+    writeln!(e, "walkcount {}", pages.len()).unwrap();
+    for i in [0, pages.len() / 2, pages.len() - 1] {
+        let p = &pages[i];
+        let o = p.offset.map_or("-1".into(), |o| o.to_string());
+        writeln!(
+            e,
+            "walkpage {i} {:x} {:x} {:x} {} {o} {}",
+            p.paddr, p.kmap_vaddr, p.dmap_vaddr, p.prot, p.len
+        )
+        .unwrap();
+    }
+    writeln!(e, "resolve version {DATA:x}").unwrap();
+    run_capi_test(&kernel, &core, &e);
+}
+
+/// (is_64, big_endian, backend name) of every ELF dump flavour.
+const ELF_KINDS: [(bool, bool, &str); 3] = [
+    (false, true, "powerpc ELF dump"),
+    (true, true, "powerpc64 ELF dump"),
+    (true, false, "powerpc64le ELF dump"),
+];
+
+#[test]
+fn elf_reads_match_model() {
+    for (is_64, be, name) in ELF_KINDS {
+        let m = VirtMachine::new(is_64, be);
+        let s = Scratch::new("ppc-elf");
+        let kvm = Kvm::open(
+            s.file("kernel", &m.kernel()),
+            s.file("core", &m.elf_dump(false)),
+        )
+        .unwrap();
+        assert_eq!(kvm.backend(), name);
+        assert_eq!(kvm.kerndisp(), 0, "{name}");
+        let native = if is_64 {
+            cfg!(target_arch = "powerpc64") && cfg!(target_endian = "big") == be
+        } else {
+            cfg!(all(target_arch = "powerpc", target_endian = "big"))
+        };
+        assert_eq!(kvm.native(), native, "{name}");
+        assert_eq!(kvm.symbol("version").unwrap().value, DATA);
+        let chunks = m.chunks();
+        assert_eq!(chunks.len(), 3, "{name}: data, msgbuf, kernel VM");
+        let check = |va: u64, len: u64| {
+            fixture::assert_read(&kvm, va, len, m.expect(va, len), |_| None);
+        };
+        let mut regions = Vec::new();
+        for &(s0, e0) in &chunks {
+            check(s0, e0 - s0);
+            check(s0 - 8, 16);
+            check(e0 - 8, 16);
+            regions.push((s0 - PAGE, e0 - s0 + 2 * PAGE));
+        }
+        check(DATA, VERSION.len() as u64);
+        check(TEXT, 8); // text is not dumped
+        fixture::random_reads(&regions, 1000, |va, len| check(va, len));
+        let e = kvm.read(TEXT, &mut [0u8; 8]).unwrap_err().to_string();
+        assert!(e.contains("in no PT_LOAD segment"), "{e}");
+        let e = kvm.read_phys(0, &mut [0u8; 8]).unwrap_err().to_string();
+        assert!(e.contains("holds virtual chunks only"), "{e}");
+        // The run of kernel VM stops at the first unmapped page.
+        assert_eq!(
+            chunks[2],
+            (m.kva.0 + virt::RUN, m.kva.0 + virt::RUN + 5 * PAGE)
+        );
+    }
+}
+
+#[test]
+fn elf_walk_pages_match_model() {
+    for (is_64, be, name) in ELF_KINDS {
+        let m = VirtMachine::new(is_64, be);
+        let s = Scratch::new("ppc-elf-walk");
+        let kvm = Kvm::open(
+            s.file("kernel", &m.kernel()),
+            s.file("core", &m.elf_dump(false)),
+        )
+        .unwrap();
+        fixture::assert_walk(&kvm, &m.expected_pages(), name);
+    }
+}
+
+#[test]
+fn elf_kerneldumpheader_is_skipped() {
+    // A core not written by savecore(8) starts with the 512-byte
+    // kerneldumpheader (sys/sys/kerneldump.h): magic, then architecture.
+    for (is_64, be, name) in ELF_KINDS {
+        let m = VirtMachine::new(is_64, be);
+        let arch = match name {
+            "powerpc ELF dump" => "powerpc",
+            "powerpc64 ELF dump" => "powerpc64",
+            _ => "powerpc64le",
+        };
+        let mut core = vec![0u8; 512];
+        core[..20].copy_from_slice(b"FreeBSD Kernel Dump\0");
+        core[20..20 + arch.len()].copy_from_slice(arch.as_bytes());
+        core.extend_from_slice(&m.elf_dump(false));
+        let s = Scratch::new("ppc-elf-kdh");
+        let kvm = Kvm::open(s.file("kernel", &m.kernel()), s.file("core", &core)).unwrap();
+        assert_eq!(kvm.backend(), name);
+        let mut v = vec![0u8; VERSION.len()];
+        kvm.read(DATA, &mut v).unwrap();
+        assert_eq!(v, VERSION, "{name}");
+    }
+}
+
+#[test]
+fn elf_bad_input() {
+    let s = Scratch::new("ppc-elf-bad");
+    let m = VirtMachine::new(false, true);
+    let k = s.file("kernel", &m.kernel());
+    let open_err = |bytes: &[u8], want: &str| {
+        let e = Kvm::open(&k, s.file("core", bytes))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e:?} lacks {want:?}");
+    };
+    open_err(
+        &m.elf_dump(true),
+        "powerpc: PT_LOAD 0 has p_vaddr all ones and p_paddr 0x0: a dump of physical memory",
+    );
+    let good = m.elf_dump(false);
+    open_err(
+        &good[..100],
+        "program header 1 (at 0x34 + 1 * 32) lies past the end",
+    );
+    let mut v = good.clone();
+    v[42..44].copy_from_slice(&40u16.to_be_bytes());
+    open_err(&v, "e_phentsize is 40, not 32");
+    // A powerpc64 minidump with a powerpc64 kernel goes to the minidump
+    // backend, never to the ELF one (libkvm's probe would take it).
+    let m64 = Ppc64Machine::new(configs()[0].0);
+    let kvm = open(&s, &m64, &m64.minidump(2).bytes);
+    assert_eq!(kvm.backend(), "powerpc64 minidump");
+    // An ELF dump of the other byte order than the kernel's.
+    let le = VirtMachine::new(true, false);
+    let be = VirtMachine::new(true, true);
+    let e = Kvm::open(
+        s.file("k2", &le.kernel()),
+        s.file("c2", &be.elf_dump(false)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no backend reads this pair"), "{e}");
+}
+
+/// The C program on a powerpc (32-bit) ELF dump.
+#[test]
+fn elf_c_abi() {
+    let s = Scratch::new("ppc-elf-c");
+    let m = VirtMachine::new(false, true);
+    let kernel = s.file("kernel", &m.kernel());
+    let core = s.file("core", &m.elf_dump(false));
+    let mut e = String::new();
+    let native = cfg!(all(target_arch = "powerpc", target_endian = "big"));
+    writeln!(e, "native {}", u8::from(native)).unwrap();
+    writeln!(e, "sym version {DATA:x} 7").unwrap();
+    writeln!(e, "read {DATA:x} {} {}", VERSION.len(), hex(VERSION)).unwrap();
+    writeln!(
+        e,
+        "fail {TEXT:x} 8 ({TEXT:#x}): not mapped: in no PT_LOAD segment"
+    )
+    .unwrap();
+    let pages = m.expected_pages();
     writeln!(e, "walkcount {}", pages.len()).unwrap();
     for i in [0, pages.len() / 2, pages.len() - 1] {
         let p = &pages[i];
