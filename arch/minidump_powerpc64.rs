@@ -458,7 +458,7 @@ mod tests {
 
     #[test]
     fn kernel_vsid_inverts() {
-        for esid in [0u64, 1, 0xe00_0000_0, 0xc00_0000_0, 0xf_ffff_ffff, 0x1234_5678] {
+        for esid in [0u64, 1, 0xe_0000_0000, 0xc_0000_0000, 0xf_ffff_ffff, 0x1234_5678] {
             let esid = esid & (KERNEL_VSID_BIT - 1);
             assert_eq!(kernel_esid(kernel_vsid(esid)), esid, "{esid:#x}");
         }

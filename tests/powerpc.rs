@@ -103,7 +103,7 @@ fn minidump_reads_match_model() {
             (0x10_0000, 0x10_0000),
             (DMAP_BASE, 0x0800_0000),
         ];
-        fixture::random_reads(&regions, 1500, |va, len| check(va, len));
+        fixture::random_reads(&regions, 1500, check);
         let e = kvm.read(VM + 12 * PAGE, &mut [0u8; 4]).unwrap_err();
         assert!(
             e.to_string().contains(&format!(
@@ -266,7 +266,7 @@ fn elf_reads_match_model() {
         }
         check(DATA, VERSION.len() as u64);
         check(TEXT, 8); // text is not dumped
-        fixture::random_reads(&regions, 1000, |va, len| check(va, len));
+        fixture::random_reads(&regions, 1000, check);
         let e = kvm.read(TEXT, &mut [0u8; 8]).unwrap_err().to_string();
         assert!(e.contains("in no PT_LOAD segment"), "{e}");
         let e = kvm.read_phys(0, &mut [0u8; 8]).unwrap_err().to_string();
