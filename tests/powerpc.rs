@@ -389,3 +389,29 @@ fn elf_c_abi() {
     writeln!(e, "resolve version {DATA:x}").unwrap();
     run_capi_test(&kernel, &core, &e);
 }
+
+/// A 1 GiB machine (2^17 PTE groups, as moea64 sizes the HPT for it)
+/// builds and reads like the small one: its dump holds the mapped pages,
+/// not the RAM.
+#[test]
+fn minidump_of_a_1gib_machine() {
+    let cfg = Config {
+        big_endian: false,
+        phyp: false,
+        relocated: true,
+        ptegs_log2: 17,
+    };
+    let m = Ppc64Machine::with_ram(cfg, &[(0, 1 << 30)], fixture::Fill::Pattern);
+    let d = m.minidump(2);
+    let s = Scratch::new("ppc64-1g");
+    let kvm = open(&s, &m, &d.bytes);
+    for (va, len) in [
+        (DATA, 64),
+        (DATA_AREA, 2 * PAGE),
+        (DMAP_BASE + (1 << 30) - 8, 16),
+        (DMAP_BASE + 0x0680_0000, 8),
+    ] {
+        fixture::assert_read(&kvm, va, len, m.expect(&d, va, len), |a| m.pa_of(a));
+    }
+    fixture::assert_walk(&kvm, &m.expected_pages(&d), "1 GiB");
+}
