@@ -7,8 +7,8 @@
 mod fixture;
 use fixture::c::{hex, run_capi_test};
 use fixture::powerpc::{
-    virt, Config, Ppc64Machine, VirtMachine, COLLIDE, DATA, DATA_AREA, DMAP_BASE, KVA, LOAD, MMIO,
-    TEXT, VERSION, VM,
+    virt, Config, Ppc64Machine, VirtMachine, COLLIDE, DATA, DATA_AREA, DMAP_BASE, KDATA_FREE, KVA,
+    LOAD, MMIO, TEXT, VERSION, VM,
 };
 use fixture::{Scratch, PAGE};
 use kvm::Kvm;
@@ -414,4 +414,32 @@ fn minidump_of_a_1gib_machine() {
         fixture::assert_read(&kvm, va, len, m.expect(&d, va, len), |a| m.pa_of(a));
     }
     fixture::assert_walk(&kvm, &m.expected_pages(&d), "1 GiB");
+}
+
+/// What the fixture offers other tests' data: `KDATA_FREE` (link-time
+/// kernel data) in every dump, `DATA_AREA` (kernel VM) in minidumps, both
+/// written with `write_virt` and read back through the library.
+#[test]
+fn data_areas_are_dumped() {
+    let bytes: Vec<u8> = (0..0x1_0000u32).map(|i| (i * 7 + 3) as u8).collect();
+    let s = Scratch::new("ppc-areas");
+    for (cfg, version) in configs() {
+        let mut m = Ppc64Machine::new(cfg);
+        m.write_virt(KDATA_FREE, &bytes);
+        m.write_virt(DATA_AREA, &bytes);
+        let kvm = open(&s, &m, &m.minidump(version).bytes);
+        for va in [KDATA_FREE, DATA_AREA] {
+            let mut b = vec![0u8; bytes.len()];
+            assert_eq!(kvm.read(va, &mut b).unwrap(), b.len(), "{cfg:?} {va:#x}");
+            assert!(b == bytes, "{cfg:?} {va:#x}");
+        }
+    }
+    for (is_64, be, name) in ELF_KINDS {
+        let mut m = VirtMachine::new(is_64, be);
+        m.write_virt(KDATA_FREE, &bytes);
+        let kvm = Kvm::open(s.file("k", &m.kernel()), s.file("c", &m.elf_dump(false))).unwrap();
+        let mut b = vec![0u8; bytes.len()];
+        assert_eq!(kvm.read(KDATA_FREE, &mut b).unwrap(), b.len(), "{name}");
+        assert!(b == bytes, "{name}");
+    }
 }
