@@ -14,6 +14,21 @@
 //! link-time values (`kvm_nlist` does not displace them); a read below
 //! `dmapbase` is displaced before translation, as `ppc64mmu_hpt_kvatop`
 //! does, so link-time addresses read the running kernel.
+//!
+//! Where this differs from libkvm (checked against libfbsdvmcore, its
+//! portable copy): libkvm builds SLB entries only for `kernbase..kernend`
+//! and for the direct map up to `bitmapsize * 8` pages, so it cannot read
+//! a kernel that runs at its link address (mapped 1:1, "pre-dmap
+//! execution" in `moea64_setup_direct_map`) and its page walk stops at a
+//! direct-map segment past that bound (version 2 numbers bitmap bits
+//! through dump_avail, so RAM reaches further); here every kernel segment's
+//! VSID is computed. libkvm rebuilds an entry's address with the VSID's
+//! bits where a table of fewer than 2^16 groups has no hash bits, reports
+//! read-only pages writable and no-execute pages executable, and gives
+//! 16 MiB pages no file offset; here the address is moea64's
+//! (`moea64_vpn_from_pte`), the protection the PP and N bits', and the
+//! offset that of the page's first byte. Header, dump_avail and bitmap
+//! are read in the kernel's byte order (libkvm: big-endian only).
 
 use crate::error::{Error, Fault, Result};
 use crate::image::{uint, Image};
