@@ -40,6 +40,10 @@ pub trait Mmu: Send + Sync {
     fn page_size(&self) -> u64 {
         4096
     }
+    /// Kernel displacement (`ka_kerndisp`): see [`Translator::kerndisp`].
+    fn kerndisp(&self) -> i64 {
+        0
+    }
 }
 
 /// An address space: its MMU, with a TLB of where recently translated
@@ -94,6 +98,10 @@ impl<A: Mmu> Translator for Paged<A> {
 
     fn page_size(&self) -> u64 {
         self.mmu.page_size()
+    }
+
+    fn kerndisp(&self) -> i64 {
+        self.mmu.kerndisp()
     }
 
     fn locate_phys(&self, pa: u64) -> Result<Span, Fault> {

@@ -667,3 +667,34 @@ fn arm_dump_delta_that_lies() {
         ),
     );
 }
+
+/// powerpc64 minidump headers and powerpc ELF program headers that lie
+/// about sizes: refused naming the section, with no allocation from the
+/// header's values.
+#[test]
+fn powerpc_lying_sizes() {
+    use fixture::powerpc::{Config, Ppc64Machine, VirtMachine};
+    let s = Scratch::new("ppc-lying");
+    let m = Ppc64Machine::new(Config {
+        big_endian: true,
+        phyp: false,
+        relocated: false,
+        ptegs_log2: 11,
+    });
+    let good = m.minidump(2).bytes;
+    let kernel = m.kernel();
+    for (off, v, want) in [
+        (68, u32::MAX, "lies past the end"),
+        (72, u32::MAX, "bitmap"),
+        (76, 1 << 31, "hashed page table (2147483648 bytes"),
+        (136, u32::MAX, "dump_avail page"),
+    ] {
+        let mut c = good.clone();
+        c[off..off + 4].copy_from_slice(&v.to_be_bytes());
+        open_err(&s, &kernel, &c, want);
+    }
+    let p = VirtMachine::new(false, true);
+    let mut c = p.elf_dump(false);
+    c[44..46].copy_from_slice(&u16::MAX.to_be_bytes()); // e_phnum
+    open_err(&s, &p.kernel(), &c, "lies past the end of the file");
+}

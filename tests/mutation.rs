@@ -110,6 +110,55 @@ fn cases() -> Vec<Case> {
             });
         }
     }
+    // powerpc
+    {
+        use fixture::powerpc::{self as ppc, Config, Ppc64Machine, VirtMachine};
+        for (cfg, version) in [
+            (
+                Config {
+                    big_endian: true,
+                    phyp: false,
+                    relocated: true,
+                    ptegs_log2: 11,
+                },
+                2,
+            ),
+            (
+                Config {
+                    big_endian: false,
+                    phyp: true,
+                    relocated: false,
+                    ptegs_log2: 11,
+                },
+                1,
+            ),
+        ] {
+            let m = Ppc64Machine::new(cfg);
+            let d = m.minidump(version);
+            v.push(Case {
+                name: format!("powerpc64 minidump {cfg:?} v{version}"),
+                kernel: m.kernel(),
+                meta: d.offsets.values().min().copied().unwrap_or(0) as usize,
+                probes: vec![
+                    ppc::DATA,
+                    ppc::VM,
+                    ppc::COLLIDE,
+                    ppc::DMAP_BASE + 0x0680_0000,
+                ],
+                core: d.bytes,
+            });
+        }
+        for (is_64, be) in [(false, true), (true, false)] {
+            let m = VirtMachine::new(is_64, be);
+            v.push(Case {
+                name: format!("powerpc ELF is_64={is_64} be={be}"),
+                kernel: m.kernel(),
+                meta: 4096,
+                probes: vec![ppc::DATA, m.msgbuf.0, m.kva.0 + ppc::virt::RUN],
+                core: m.elf_dump(false),
+            });
+        }
+    }
     v
 }
 
