@@ -539,16 +539,23 @@ fn c_program_on_a_mips_dump() {
     run_capi_test(&kernel, &core, &expectations(&m, &d));
 }
 
-/// A 64 MiB machine for benchmarks builds and reads as the model says.
+/// 64 MiB machines for benchmarks build and read as the model says, and
+/// the spare kernel data area is mapped and dumped.
 #[test]
-fn big_ram_machine() {
-    let f = Flavour::new(Abi::N64, true);
-    let m = Mips::with_big_ram(f, 0x0800_0000);
+fn big_ram_machines_and_the_spare_area() {
     let s = Scratch::new("mips-big");
-    let d = m.minidump(2);
-    let kvm = open(&s, &m.kernel(), &d.bytes).unwrap();
-    let base = Mips::new(f).va.kvm_end;
-    for va in [base, base + 0x20_0000 - 8, base + 0x3ff_f000] {
-        check(&kvm, &m, &d, va, 16);
+    for f in [Flavour::new(Abi::O32, false), Flavour::new(Abi::N64, true)] {
+        let mut m = Mips::with_big_ram(f, f.big_ram() + 0x0400_0000);
+        let spare: Vec<u8> = (0..0x1_0000u32).map(|i| (i * 7) as u8).collect();
+        m.write_virt(m.va.spare, &spare);
+        let d = m.minidump(2);
+        let kvm = open(&s, &m.kernel(), &d.bytes).unwrap();
+        let base = Mips::new(f).va.kvm_end;
+        for va in [base, base + 0x20_0000 - 8, base + 0x3ff_f000] {
+            check(&kvm, &m, &d, va, 16);
+        }
+        let mut got = vec![0u8; spare.len()];
+        kvm.read_exact(m.va.spare, &mut got).unwrap();
+        assert!(got == spare, "{f:?}: the spare area");
     }
 }
