@@ -33,6 +33,9 @@ pub struct ElfIdent {
     pub e_type: u16,
     /// `e_machine` (EM_X86_64, EM_386, EM_AARCH64, EM_RISCV, ...).
     pub machine: u16,
+    /// `e_flags` (0 when the header is cut short): the ABI of a mips
+    /// kernel (`EF_MIPS_ABI2` for n32) is recorded there.
+    pub flags: u32,
 }
 
 impl ElfIdent {
@@ -59,12 +62,23 @@ impl ElfIdent {
                 u16::from_le_bytes(b)
             }
         };
+        // e_flags follows e_entry, e_phoff and e_shoff (3 words of the class).
+        let flags_at = if is_64 { 48 } else { 36 };
+        let flags = data.get(flags_at..flags_at + 4).map_or(0, |b| {
+            let b = [b[0], b[1], b[2], b[3]];
+            if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        });
         Some(ElfIdent {
             is_64,
             big_endian,
             osabi: data[7 /* EI_OSABI */],
             e_type: half(16),
             machine: half(18),
+            flags,
         })
     }
 

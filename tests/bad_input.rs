@@ -698,3 +698,22 @@ fn powerpc_lying_sizes() {
     c[44..46].copy_from_slice(&u16::MAX.to_be_bytes()); // e_phnum
     open_err(&s, &p.kernel(), &c, "lies past the end of the file");
 }
+
+/// A mips kernel of the wrong ABI for the dump: an o32 kernel (ELFCLASS32,
+/// so 32-bit addresses and 4-byte PTEs) with an n64 kernel's minidump,
+/// whose kernbase no 32-bit kernel has (its five PTE pages read as 5120
+/// 4-byte entries).
+#[test]
+fn mips_dump_with_a_kernel_of_another_abi() {
+    use fixture::mips::{Abi, Flavour, Mips};
+    let s = Scratch::new("mips-abi-mismatch");
+    let o32 = Mips::new(Flavour::new(Abi::O32, true));
+    let n64 = Mips::new(Flavour::new(Abi::N64, true));
+    open_err(
+        &s,
+        &o32.kernel(),
+        &n64.minidump(2).bytes,
+        "mips minidump: the PTE section's 5120 entries from kernbase 0xc000000000000000 run \
+         past the top of the 32-bit address space",
+    );
+}

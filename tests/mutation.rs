@@ -159,6 +159,29 @@ fn cases() -> Vec<Case> {
             });
         }
     }
+    // mips
+    {
+        use fixture::mips::{Abi, Flavour, Mips, XKPHYS_CACHED};
+        for (f, version) in [
+            (Flavour::new(Abi::O32, true), 1),
+            (Flavour::new(Abi::N32, false), 2),
+            (Flavour::new(Abi::N64, true), 2),
+        ] {
+            let m = Mips::new(f);
+            let d = m.minidump(version);
+            let mut probes = vec![m.va.version, m.va.k4, m.va.khigh, m.va.kseg1 + 0x10_0000];
+            if f.elf64() {
+                probes.push(XKPHYS_CACHED + 0x0220_0000);
+            }
+            v.push(Case {
+                name: format!("{} v{version}", f.backend()),
+                kernel: m.kernel(),
+                meta: d.offsets.values().min().copied().unwrap_or(0) as usize,
+                probes,
+                core: d.bytes,
+            });
+        }
+    }
     v
 }
 

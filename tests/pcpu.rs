@@ -9,7 +9,9 @@ use fixture::arm::{Arm, Pmap};
 use fixture::c::{compile, hex, root, target_dir};
 use fixture::dmap::{DmapMachine, ARM64_16K, ARM64_4K, RISCV};
 use fixture::i386::{Era, Mode, I386};
+use fixture::mips::{Flavour, Mips};
 use fixture::pcpu::{PerCpu, MAXCPUS, NCPUS, PCPU_SIZE};
+use fixture::powerpc::{Config, Ppc64Machine, VirtMachine};
 use fixture::{Fill, Scratch};
 use kvm::Kvm;
 use std::process::Command;
@@ -87,6 +89,39 @@ fn cases() -> Vec<Case> {
             p,
         });
     }
+    for f in Flavour::FOUR {
+        let mut m = Mips::new(f);
+        let p = m.add_pcpu();
+        v.push(Case {
+            name: f.backend().to_string(),
+            kernel: m.kernel(),
+            core: m.minidump(2).bytes,
+            p,
+        });
+    }
+    for big_endian in [true, false] {
+        let mut m = Ppc64Machine::new(Config {
+            big_endian,
+            phyp: false,
+            relocated: false,
+            ptegs_log2: 11,
+        });
+        let p = m.add_pcpu();
+        v.push(Case {
+            name: format!("powerpc64 minidump be={big_endian}"),
+            kernel: m.kernel(),
+            core: m.minidump(2).bytes,
+            p,
+        });
+    }
+    let mut m = VirtMachine::new(false, true);
+    let p = m.add_pcpu();
+    v.push(Case {
+        name: "powerpc ELF".into(),
+        kernel: m.kernel(),
+        core: m.elf_dump(false),
+        p,
+    });
     v
 }
 
@@ -147,22 +182,23 @@ fn per_cpu_data_of_every_architecture() {
             .map(|s| s.value)
             .unwrap();
         let mut b = [0u8; 8];
-        let w = if name.starts_with("i386") || name.starts_with("arm ") {
-            4
-        } else {
-            8
-        };
+        let w = c.p.word as usize;
         kvm.read_exact(counter, &mut b[..w]).unwrap();
-        let base = u64::from_le_bytes(b); // every machine here is little-endian
+        let base = if kvm.big_endian() {
+            u64::from_be_bytes(b) >> (64 - 8 * w)
+        } else {
+            u64::from_le_bytes(b)
+        };
         assert_eq!(base, c.p.counter_base(), "{name}");
         for cpu in 0..NCPUS {
             let mut b = [0u8; 8];
             assert_eq!(kvm.read_zpcpu(base, cpu, &mut b).unwrap(), 8);
-            assert_eq!(
-                u64::from_le_bytes(b),
-                PerCpu::counter_share(cpu),
-                "{name} cpu {cpu}"
-            );
+            let share = if kvm.big_endian() {
+                u64::from_be_bytes(b)
+            } else {
+                u64::from_le_bytes(b)
+            };
+            assert_eq!(share, PerCpu::counter_share(cpu), "{name} cpu {cpu}");
         }
         assert_eq!(
             kvm.counter_u64_fetch(base).unwrap(),
