@@ -550,6 +550,7 @@ fn main() {
     amd64(&cfg);
     i386(&cfg);
     other_architectures(&cfg);
+    more_freebsd_backends(&cfg);
     linux(&cfg);
     spaces(&cfg);
     threads(&cfg);
@@ -1061,6 +1062,178 @@ fn other_architectures(cfg: &Cfg) {
             "  kvm_walk_pages:                    {:>6.2} M pages/s ({pages} pages)",
             pages as f64 / secs / 1e6
         );
+    }
+}
+
+/// What [`dump_rates`] measures on one dump.
+struct DumpRates {
+    open: String,
+    /// Random 8-byte reads per second over the bytes a page walk finds in
+    /// the dump.
+    r8: f64,
+    /// Random page-aligned 4 KiB reads per second over the same pages.
+    r4k: f64,
+    /// Pages the walk reports, and pages per second.
+    pages: u64,
+    walk: f64,
+    /// Heap allocations in the timed reads (must be 0).
+    allocs: u64,
+}
+
+/// Opens a dump and measures random reads of what it holds: 8-byte reads
+/// at 16 places in each of up to 4096 dumped pages (a 16 MiB working set,
+/// the same for every dump, so rates compare), and 4 KiB reads of those
+/// pages; the pages are those of the leaves its `kvm_walk_pages` reports
+/// (by kernel-map address, else by direct-map address) that the dump
+/// holds.
+fn dump_rates(cfg: &Cfg, tag: &str, kernel: &[u8], core: &[u8]) -> DumpRates {
+    let (kpath, cpath) = (
+        cfg.dir.join(format!("{tag}-kernel")),
+        cfg.dir.join(format!("{tag}-core")),
+    );
+    std::fs::write(&kpath, kernel).unwrap();
+    write_dump(&cpath, core);
+    rates_of(cfg, &kpath, &cpath)
+}
+
+/// [`dump_rates`] of dump files.
+fn rates_of(cfg: &Cfg, kpath: &Path, cpath: &Path) -> DumpRates {
+    let (kvm, open) = open_timed(kpath, cpath);
+    let mut pages = Vec::new();
+    kvm.walk_pages(|p| {
+        let va = if p.kmap_vaddr != 0 {
+            p.kmap_vaddr
+        } else {
+            p.dmap_vaddr
+        };
+        if p.offset.is_some() && va != 0 && p.len >= 4096 {
+            pages.extend((0..p.len / 4096).map(|i| va + 4096 * i));
+        }
+        pages.len() < 1 << 18
+    })
+    .unwrap();
+    // A large leaf may be only partly in the dump.
+    pages.retain(|&va| kvm.translate(va).is_ok_and(|s| s.len >= 4096));
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut shuffle = |list: &mut Vec<u64>| {
+        for i in (1..list.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            list.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+    };
+    shuffle(&mut pages);
+    pages.truncate(4096);
+    let mut bytes: Vec<u64> = pages
+        .iter()
+        .flat_map(|&va| (0..4096).step_by(256).map(move |o| va + o + 8))
+        .collect();
+    shuffle(&mut bytes);
+    let mut b8 = [0u8; 8];
+    let mut b4k = vec![0u8; 4096];
+    let before = ALLOCS.load(Relaxed);
+    let r8 = rate(cfg.budget, &bytes, |a| {
+        black_box(kvm.read(a, black_box(&mut b8)).unwrap());
+    });
+    let r4k = rate(cfg.budget, &pages, |a| {
+        black_box(kvm.read(a, black_box(&mut b4k)).unwrap());
+    });
+    let allocs = ALLOCS.load(Relaxed) - before;
+    let (pages, secs) = walk_rate(&kvm);
+    DumpRates {
+        open,
+        r8,
+        r4k,
+        pages,
+        walk: pages as f64 / secs,
+        allocs,
+    }
+}
+
+/// The 32-bit and big-endian FreeBSD backends (arm, mips, powerpc64,
+/// powerpc), each against the amd64 v3 minidump measured the same way in
+/// the same run: random 8-byte and 4 KiB reads of the dumped pages and the
+/// page walk.
+fn more_freebsd_backends(cfg: &Cfg) {
+    use fixture::arm::{Arm, Pmap};
+    use fixture::mips::{Abi, Flavour, Mips};
+    use fixture::powerpc::{Config, Ppc64Machine, VirtMachine};
+    let ram = if cfg.smoke { 64 << 20 } else { 256 << 20 };
+    // The amd64 v3 minidump amd64() wrote, all of its RAM dumped.
+    let reference = rates_of(cfg, &cfg.dir.join("kernel"), &cfg.dir.join("mini"));
+    let mut dumps: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+    for pmap in [Pmap::V4, Pmap::V6] {
+        let m = Arm::new(pmap);
+        dumps.push((
+            format!("arm {pmap:?} full"),
+            m.kernel(),
+            m.full_dump(true).bytes,
+        ));
+        dumps.push((
+            format!("arm {pmap:?} minidump v2"),
+            m.kernel(),
+            m.minidump(2).bytes,
+        ));
+    }
+    for (abi, be) in [(Abi::O32, true), (Abi::N64, true), (Abi::N64, false)] {
+        let f = Flavour::new(abi, be);
+        let m = Mips::with_big_ram(f, f.big_ram() + ram);
+        dumps.push((
+            format!("{} v2", f.backend()),
+            m.kernel(),
+            m.minidump(2).bytes,
+        ));
+    }
+    for big_endian in [true, false] {
+        let cfg64 = Config {
+            big_endian,
+            phyp: false,
+            relocated: true,
+            ptegs_log2: if cfg.smoke { 11 } else { 17 },
+        };
+        let top = if cfg.smoke { 0x0800_0000 } else { 1 << 30 };
+        let m = Ppc64Machine::with_ram(cfg64, &[(0, top)], Fill::Zero);
+        let name = if big_endian {
+            "powerpc64"
+        } else {
+            "powerpc64le"
+        };
+        dumps.push((
+            format!("{name} minidump v2"),
+            m.kernel(),
+            m.minidump(2).bytes,
+        ));
+    }
+    let p = VirtMachine::new(false, true);
+    dumps.push(("powerpc ELF".into(), p.kernel(), p.elf_dump(false)));
+    println!(
+        "\nMore FreeBSD backends (ratios against the amd64 v3 minidump in this run: \
+         {:.2} M/s 8 B, {:.0} k/s 4 KiB; walk {:.2} M pages/s)",
+        reference.r8 / 1e6,
+        reference.r4k / 1e3,
+        reference.walk / 1e6
+    );
+    println!(
+        "  {:<24} {:>7} {:>9} {:>13} {:>13} {:>16} {:>6}",
+        "dump", "file", "open", "8 B reads", "4 KiB reads", "walk", "allocs"
+    );
+    for (i, (name, kernel, core)) in dumps.iter().enumerate() {
+        let r = dump_rates(cfg, &format!("more-{i}"), kernel, core);
+        println!(
+            "  {:<24} {:>5}Ki {:>9} {:>6.2} M/s {:.2}x {:>5.0} k/s {:.2}x {:>5.2} M/s {:>6} {:>6}",
+            name,
+            core.len() >> 10,
+            r.open,
+            r.r8 / 1e6,
+            r.r8 / reference.r8,
+            r.r4k / 1e3,
+            r.r4k / reference.r4k,
+            r.walk / 1e6,
+            r.pages,
+            r.allocs
+        );
+        assert_eq!(r.allocs, 0, "{name}: reads allocated");
     }
 }
 
