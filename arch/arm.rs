@@ -303,15 +303,23 @@ fn find_l1(core: &ElfCore, s: &Setup<'_>, var: u64) -> Result<(u64, Pte)> {
     if core.dump_delta.is_none() {
         // Only memory the file holds can hold the variable: a hostile
         // segment size cannot make this scan long.
+        // Each 1 MiB slot of the 32-bit space is tried once, however many
+        // (overlapping) segments name it.
         let into = var.checked_sub(kernbase).unwrap_or(u64::MAX);
+        let mut tried = [0u64; (1 << 32) / SECTION as usize / 64];
         for (start, end) in core.ranges_in_file(image.len()) {
             let mut a = (start & !(SECTION - 1)) | (into % SECTION);
             if a < start {
                 a += SECTION;
             }
             while a < end.min(1 << 32) {
-                if let Some(found) = a.checked_sub(into).and_then(|p| check(a, kernbase, p)) {
-                    return Ok(found);
+                let slot = (a / SECTION) as usize;
+                if tried[slot / 64] & 1 << (slot % 64) == 0 {
+                    tried[slot / 64] |= 1 << (slot % 64);
+                    if let Some(found) = a.checked_sub(into).and_then(|p| check(a, kernbase, p))
+                    {
+                        return Ok(found);
+                    }
                 }
                 a += SECTION;
             }

@@ -94,23 +94,15 @@ const fn section(pte: Level) -> WideFormat<1> {
     }
 }
 
-/// The PTE section of ARMv6/v7 kernels: any entry of a non-zero type maps
-/// (type 3 is a small page with XN), large pages take virtual-address
-/// bits 12-15 (`_arm_minidump_kvatop`).
-static MAP_V6: WideFormat<1> = section(PTE);
-
-/// The PTE section of ARMv4/v5 kernels: type 3 (a 1 KiB tiny page) is
-/// not supported, as in `_arm_minidump_kvatop` ("pte not supported").
-static MAP_V4: WideFormat<1> = section(Level {
-    // Type 1 or 2: a bit of the type set, and not both.
-    valid: Bits {
-        mask: TYPE_MASK,
-        value: TYPE_MASK,
-        negate: true,
-        any: TYPE_MASK,
-    },
-    ..PTE
-});
+/// The PTE section: any entry of a non-zero type maps, large pages
+/// (type 1) take virtual-address bits 12-15 (`_arm_minidump_kvatop`).
+/// Type 3 is a small page with XN on ARMv6/v7 and XScale's extended small
+/// page on ARMv4/v5: an XScale kernel's `pmap_dump_kextract` (pmap-v4.c)
+/// writes every entry with `L2_S_PROTO`, which is `L2_TYPE_XSCALE_XS` (3)
+/// there (sys/arm/include/pte-v4.h). libkvm refuses type 3 on ARMv4 ("pte
+/// not supported"), a 1 KiB tiny page no FreeBSD kernel makes, and so
+/// cannot read XScale minidumps.
+static MAP: WideFormat<1> = section(PTE);
 
 /// `VM_PROT_*` of a PTE-section entry (`_arm_entry_to_prot`): ARMv4,
 /// writable with `L2_S_PROT_W` and never executable (libkvm's reading:
@@ -218,6 +210,14 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     };
     let within = |e: Error| e.within("arm minidump");
     let (layout, map_off) = sizes.layout(s.core, "PTE section").map_err(within)?;
+    // 4 KiB a 4-byte entry, from kernbase: within the 32-bit space.
+    let entries = ptesize / 4;
+    if entries > (1 << 20) - (kernbase >> 12) {
+        return Err(Error::BadCore(format!(
+            "arm minidump: the PTE section's {entries} entries from kernbase {kernbase:#x} run \
+             past the top of the 32-bit address space"
+        )));
+    }
     let mem = Minidump::new(s.core, layout).map_err(within)?;
     let map = Root::File {
         off: map_off,
@@ -230,16 +230,6 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
         map,
         kernbase,
     }))
-}
-
-impl ArmMinidump {
-    fn map(&self) -> &'static WideFormat<1> {
-        if self.v4 {
-            &MAP_V4
-        } else {
-            &MAP_V6
-        }
-    }
 }
 
 impl Mmu for ArmMinidump {
@@ -260,12 +250,7 @@ impl Mmu for ArmMinidump {
         if va < self.kernbase {
             return Err(below_kernbase(self.kernbase));
         }
-        // Two call sites so each format's levels fold into constants.
-        if self.v4 {
-            MAP_V4.translate_traced(image, &self.mem, self.map, va, trace)
-        } else {
-            MAP_V6.translate_traced(image, &self.mem, self.map, va, trace)
-        }
+        MAP.translate_traced(image, &self.mem, self.map, va, trace)
     }
 
     /// Each valid entry of the PTE section as a 4 KiB page, with the
@@ -274,8 +259,7 @@ impl Mmu for ArmMinidump {
     /// no direct map, so there is no second pass.
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
         let v4 = self.v4;
-        self.map()
-            .walk(image, &self.mem, self.map, 64, &mut |va, m| {
+        MAP.walk(image, &self.mem, self.map, 64, &mut |va, m| {
                 f(&Page {
                     paddr: m.pa,
                     kmap_vaddr: va,

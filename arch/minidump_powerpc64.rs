@@ -255,7 +255,11 @@ fn initvtop(s: &Setup<'_>, big_endian: bool) -> Result<Box<dyn Translator>> {
         // physical address in libkvm, `va - dmapbase` for any valid base.
         dmap: DirectMap {
             base: dmapbase,
-            end: dmapend.wrapping_add(1),
+            end: dmapend.checked_add(1).ok_or_else(|| {
+                Error::BadCore(format!(
+                    "{what}: dmapend {dmapend:#x} is the last address: no direct map ends there"
+                ))
+            })?,
             phys: 0,
         },
         kerndisp: start.wrapping_sub(PPC64_KERNBASE),

@@ -4,7 +4,10 @@
 //! test fixture exactly as the FreeBSD kernel writes them: amd64 (an ELF
 //! full dump, minidumps v1-v3, and a full dump of a kernel loaded at a
 //! non-default physical address), i386 (a non-PAE full dump and a PAE
-//! minidump), arm64 (a 16 KiB-page minidump) and riscv; and Linux vmcores of
+//! minidump), arm64 (a 16 KiB-page minidump), riscv, arm (an ARMv6 full
+//! dump with `PT_DUMP_DELTA` and an ARMv4 minidump), mips (a big-endian n64
+//! and a little-endian o32 minidump), powerpc64 (a relocated big-endian and
+//! a little-endian minidump) and powerpc (an ELF dump); and Linux vmcores of
 //! a KASLR'd x86-64 kernel (an ELF vmcore as /proc/vmcore writes it, a
 //! kdump-compressed file as makedumpfile does, and its flattened stream).
 //! Then opens each one, resolves the `version` (FreeBSD) or `linux_banner`
@@ -19,10 +22,13 @@
 mod fixture;
 
 use fixture::amd64::{va, Amd64, MMIO};
+use fixture::arm::{Arm, Pmap};
 use fixture::dmap::{DmapMachine, ARM64_16K, RISCV};
 use fixture::i386::{Era, Mode, I386};
 use fixture::kdump::{flatten, Codec, Kdump};
 use fixture::linux::{LinuxX86, Style};
+use fixture::mips::{Abi, Flavour, Mips};
+use fixture::powerpc::{Config, Ppc64Machine, VirtMachine};
 use fixture::{write_sparse, Fill};
 use kvm::Kvm;
 use std::path::Path;
@@ -40,7 +46,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         DmapMachine::new(&ARM64_16K, Fill::Zero),
         DmapMachine::new(&RISCV, Fill::Zero),
     );
+    let (armv6, armv4) = (Arm::new(Pmap::V6), Arm::new(Pmap::V4));
+    let (mips64, mipsel) = (
+        Mips::new(Flavour::new(Abi::N64, true)),
+        Mips::new(Flavour::new(Abi::O32, false)),
+    );
+    let ppc64 = |big_endian, relocated| {
+        let cfg = Config {
+            big_endian,
+            phyp: false,
+            relocated,
+            ptegs_log2: 11,
+        };
+        Ppc64Machine::with_ram(cfg, &[(0, 0x0800_0000)], Fill::Zero)
+    };
+    let (ppc64, ppc64le, ppc) = (
+        ppc64(true, true),
+        ppc64(false, false),
+        VirtMachine::new(false, true),
+    );
     for (name, image) in [
+        ("kernel.armv6", armv6.kernel()),
+        ("kernel.armv4", armv4.kernel()),
+        ("kernel.mips64", mips64.kernel()),
+        ("kernel.mipsel", mipsel.kernel()),
+        ("kernel.powerpc64", ppc64.kernel()),
+        ("kernel.powerpc64le", ppc64le.kernel()),
+        ("kernel.powerpc", ppc.kernel()),
         ("kernel", normal.kernel()),
         ("kernel.relocated", relocated.kernel()),
         ("kernel.i386", i386.kernel()),
@@ -76,6 +108,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "kernel.riscv",
             riscv.minidump(2).bytes,
         ),
+        (
+            "vmcore.armv6.full",
+            "kernel.armv6",
+            armv6.full_dump(true).bytes,
+        ),
+        (
+            "vmcore.armv4.minidump2",
+            "kernel.armv4",
+            armv4.minidump(2).bytes,
+        ),
+        (
+            "vmcore.mips64.minidump2",
+            "kernel.mips64",
+            mips64.minidump(2).bytes,
+        ),
+        (
+            "vmcore.mipsel.minidump2",
+            "kernel.mipsel",
+            mipsel.minidump(2).bytes,
+        ),
+        (
+            "vmcore.powerpc64.minidump2",
+            "kernel.powerpc64",
+            ppc64.minidump(2).bytes,
+        ),
+        (
+            "vmcore.powerpc64le.minidump1",
+            "kernel.powerpc64le",
+            ppc64le.minidump(1).bytes,
+        ),
+        ("vmcore.powerpc.elf", "kernel.powerpc", ppc.elf_dump(false)),
     ];
     // Linux: the kernel's kallsyms tables in the dump, VMCOREINFO naming them.
     let mut linux = LinuxX86::new(

@@ -725,7 +725,11 @@ impl Kvm {
     /// `cpu` times [`Kvm::pcpu_alloc_size`]. On amd64 since FreeBSD 13 the
     /// kernel stores such pointers as offsets from `__pcpu`
     /// (`zpcpu_base_to_offset`, sys/amd64/include/pcpu.h); a `base` that
-    /// is no kernel address (below 2^63) is one and is moved by it.
+    /// is no kernel address (below 2^63) is one and is moved by it. Such
+    /// offsets are never negative: the per-CPU arena lies above `__pcpu`
+    /// (`pcpu_page_alloc` in sys/vm/uma_core.c takes offsets below
+    /// `VM_PCPU_BOOTSTRAP_SIZE` for the bootstrap pages), and amd64
+    /// kernel addresses all have bit 63 set.
     pub fn zpcpu_addr(&self, base: u64, cpu: u32) -> Result<u64> {
         let w = self.freebsd_words()?;
         let mut base = base;

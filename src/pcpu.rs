@@ -21,8 +21,8 @@ use crate::kvm::Words;
 /// `NUMA`, sys/<arch>/include/param.h) times 64: more is no kernel's.
 const MAX_CPUS: u32 = 65536;
 
-/// `VNET_MAGIC_N` (sys/net/vnet.h).
-pub const VNET_MAGIC_N: u32 = 0x5e4a_6f28;
+/// `VNET_MAGIC_N` (sys/net/vnet.h, the same since FreeBSD 8).
+pub const VNET_MAGIC_N: u32 = 0x3e0d_8f29;
 
 /// What `kvm_getmaxcpu(3)` and `kvm_getpcpu(3)` read (`_kvm_pcpu_init`).
 #[derive(Debug, Clone)]
@@ -131,24 +131,38 @@ pub fn dpcpu(w: &Words<'_>) -> Result<Dpcpu> {
 /// pointer (sys/net/vnet.c) instead of through `struct ucred` and
 /// `struct prison`, whose layouts a cross-debugger cannot know.
 ///
-/// `struct vnet` (sys/net/vnet.h, unchanged since FreeBSD 11): a
-/// `LIST_ENTRY` (two pointers), `u_int vnet_magic_n`, `vnet_ifcnt`,
-/// `vnet_sockcnt`, `vnet_state`, `void *vnet_data_mem`, `uintptr_t
-/// vnet_data_base`.
+/// `struct vnet` (sys/net/vnet.h): a `LIST_ENTRY` (two pointers), `u_int
+/// vnet_magic_n`, `vnet_ifcnt`, `vnet_sockcnt`, from FreeBSD 11 `u_int
+/// vnet_state`, then `void *vnet_data_mem` and `uintptr_t vnet_data_base`
+/// (FreeBSD 14 adds a `bool` after them). The two layouts differ on 32-bit
+/// kernels only; the one whose `vnet_data_base` is `vnet_data_mem -
+/// __start_set_vnet`, as `vnet_alloc` sets it, is taken.
 pub fn vnet(w: &Words<'_>) -> Result<Vnet> {
     let start = need(w, "__start_set_vnet")?;
     let stop = need(w, "__stop_set_vnet")?;
     let at = need(w, "vnet0")?;
     let vnet = w.ptr(at)?;
     let p = w.ptr_size as u64;
-    let magic = w.uint(vnet.wrapping_add(2 * p), 4)? as u32;
+    let field = |off: u64| vnet.wrapping_add(off);
+    let magic = w.uint(field(2 * p), 4)? as u32;
     if magic != VNET_MAGIC_N {
         return Err(Error::BadCore(format!(
             "vnet0 ({vnet:#x}) has magic {magic:#x}, not VNET_MAGIC_N {VNET_MAGIC_N:#x}"
         )));
     }
-    let base = w.ptr(vnet.wrapping_add(2 * p + 16 + p))?;
-    Ok(Vnet { start, stop, base })
+    // vnet_data_mem after three or four u_ints, pointer-aligned.
+    for ints in [4, 3] {
+        let mem_off = (2 * p + 4 * ints).next_multiple_of(p);
+        let mem = w.ptr(field(mem_off))?;
+        let base = w.ptr(field(mem_off + p))?;
+        if mem.wrapping_sub(start) == base {
+            return Ok(Vnet { start, stop, base });
+        }
+    }
+    Err(Error::BadCore(format!(
+        "vnet0 ({vnet:#x}): no vnet_data_base equal to vnet_data_mem - __start_set_vnet \
+         ({start:#x}) in either struct vnet layout"
+    )))
 }
 
 /// `_kvm_vnet_validaddr` and `_kvm_dpcpu_validaddr`: a value in

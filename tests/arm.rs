@@ -130,6 +130,35 @@ fn minidumps_v6() {
     minidumps(Pmap::V6);
 }
 
+/// An XScale kernel's minidump: its `pmap_dump_kextract` writes every
+/// entry with `L2_S_PROTO`, XScale's extended small page (type 3), which
+/// libkvm refuses ("pte not supported"); read as small pages.
+#[test]
+fn xscale_minidump() {
+    let m = Arm::new(Pmap::V4);
+    let s = Scratch::new("arm-xscale");
+    let mut d = m.minidump(1);
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as u64;
+    let round = |x: u64| x.next_multiple_of(PAGE);
+    // Header page, message buffer, bitmap, then the PTE section.
+    let (msgbuf, bitmap, ptes) = (
+        u32_at(&d.bytes, 0x1c),
+        u32_at(&d.bytes, 0x20),
+        u32_at(&d.bytes, 0x24),
+    );
+    let at = (PAGE + round(msgbuf) + round(bitmap)) as usize;
+    let mut small = 0;
+    for e in d.bytes[at..at + ptes as usize].chunks_exact_mut(4) {
+        if e[0] & 3 == 2 {
+            e[0] |= 3;
+            small += 1;
+        }
+    }
+    assert!(small > 1000, "{small} small pages");
+    let kvm = open(&s, &m.kernel(), &d.bytes).unwrap();
+    check_all(&kvm, &m, &d);
+}
+
 /// A version 1 dump from before `arch` and `mmuformat` (both 0) is read
 /// with ARMv6 entries, as libkvm does.
 #[test]
@@ -351,6 +380,12 @@ fn lying_minidump_headers() {
     let mut v = good.clone();
     put32(&mut v, 0x24, 0xffff_f000); // ptesize
     err(&v, "the PTE section (4294963200 bytes");
+    let mut v = good.clone();
+    put32(&mut v, 0x28, 0xffff_0000); // kernbase
+    err(
+        &v,
+        "entries from kernbase 0xffff0000 run past the top of the 32-bit",
+    );
     let mut v = good.clone();
     put32(&mut v, 0x34, 0x7fff_0000); // dumpavailsize
     err(&v, "lies past the end");

@@ -45,7 +45,8 @@ fn cases() -> Vec<Case> {
     }
     for mode in [Mode::NoPae, Mode::Pae] {
         let mut m = I386::new(mode, Era::New, false);
-        let p = m.add_pcpu();
+        // A FreeBSD 10 struct vnet on one of them.
+        let p = m.add_pcpu_with(|p| p.vnet_without_state = mode == Mode::NoPae);
         v.push(Case {
             name: format!("i386 {mode:?} full"),
             kernel: m.kernel(),
