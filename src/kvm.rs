@@ -665,7 +665,7 @@ impl Kvm {
         if let Some(v) = self.percpu.vnet.get() {
             return Ok(v);
         }
-        let v = crate::pcpu::vnet(&self.freebsd_words()?)?;
+        let v = crate::pcpu::vnet(&self.freebsd_words()?, self.kerndisp())?;
         Ok(self.percpu.vnet.get_or_init(|| v))
     }
 

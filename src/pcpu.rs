@@ -136,8 +136,9 @@ pub fn dpcpu(w: &Words<'_>) -> Result<Dpcpu> {
 /// vnet_state`, then `void *vnet_data_mem` and `uintptr_t vnet_data_base`
 /// (FreeBSD 14 adds a `bool` after them). The two layouts differ on 32-bit
 /// kernels only; the one whose `vnet_data_base` is `vnet_data_mem -
-/// __start_set_vnet`, as `vnet_alloc` sets it, is taken.
-pub fn vnet(w: &Words<'_>) -> Result<Vnet> {
+/// __start_set_vnet`, as `vnet_alloc` sets it, is taken (with the run-time
+/// address of `__start_set_vnet`: its symbol moved by `kerndisp`).
+pub fn vnet(w: &Words<'_>, kerndisp: i64) -> Result<Vnet> {
     let start = need(w, "__start_set_vnet")?;
     let stop = need(w, "__stop_set_vnet")?;
     let at = need(w, "vnet0")?;
@@ -155,7 +156,7 @@ pub fn vnet(w: &Words<'_>) -> Result<Vnet> {
         let mem_off = (2 * p + 4 * ints).next_multiple_of(p);
         let mem = w.ptr(field(mem_off))?;
         let base = w.ptr(field(mem_off + p))?;
-        if mem.wrapping_sub(start) == base {
+        if mem.wrapping_sub(start.wrapping_add_signed(kerndisp)) == base {
             return Ok(Vnet { start, stop, base });
         }
     }

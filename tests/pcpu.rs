@@ -100,16 +100,16 @@ fn cases() -> Vec<Case> {
             p,
         });
     }
-    for big_endian in [true, false] {
+    for (big_endian, relocated) in [(true, true), (false, false)] {
         let mut m = Ppc64Machine::new(Config {
             big_endian,
             phyp: false,
-            relocated: false,
+            relocated,
             ptegs_log2: 11,
         });
         let p = m.add_pcpu();
         v.push(Case {
-            name: format!("powerpc64 minidump be={big_endian}"),
+            name: format!("powerpc64 minidump be={big_endian} relocated={relocated}"),
             kernel: m.kernel(),
             core: m.minidump(2).bytes,
             p,
