@@ -9,7 +9,7 @@
 use crate::elfcore::ElfCore;
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root, Step, Wide, WideFormat};
+use crate::pagetable::{check_32bit, Bits, Format, Frame, Level, Mapping, Root, Step, Wide, WideFormat};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
@@ -176,23 +176,6 @@ pub fn table_prot(pte: Pte, size: u64, e: u64) -> u8 {
     }
 }
 
-/// Rejects addresses an arm kernel cannot have: virtual addresses are 32
-/// bits, and the walkers would otherwise ignore the high bits and wrap.
-#[inline(always)]
-pub fn check_32bit(va: u64) -> Result<(), Fault> {
-    if va >> 32 == 0 {
-        Ok(())
-    } else {
-        Err(above_4g())
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn above_4g() -> Fault {
-    Fault::OutOfRange("arm virtual addresses are 32-bit; this one lies at or above 4 GiB".into())
-}
-
 /// True for a little-endian arm kernel image (`_kvm_probe_elf_kernel(kd,
 /// ELFCLASS32, EM_ARM)`; big-endian armeb kernels are not read).
 pub fn is_arm_kernel(p: &Probe<'_>) -> bool {
@@ -230,7 +213,7 @@ struct ArmElf {
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let core = ElfCore::parse(s.core)?;
     let var = s.require("kernel_l1pa")?;
-    check_32bit(var).map_err(|_| {
+    check_32bit(var, "arm").map_err(|_| {
         Error::BadKernel(format!("kernel_l1pa ({var:#x}) is not a 32-bit address"))
     })?;
     let (l1, pte) = find_l1(&core, s, var)?;
@@ -355,7 +338,7 @@ impl Mmu for ArmElf {
         va: u64,
         trace: &mut impl FnMut(Step),
     ) -> Result<Mapping, Fault> {
-        check_32bit(va)?;
+        check_32bit(va, "arm")?;
         MMU.translate_traced(image, &self.core, Root::Phys(self.l1), va, trace)
     }
 

@@ -8,7 +8,7 @@
 use crate::elfcore::ElfCore;
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root, Step};
+use crate::pagetable::{check_32bit, Bits, Format, Frame, Level, Mapping, Root, Step};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
@@ -122,23 +122,6 @@ pub static PAE: Format<3> = Format {
         PTE_PAE,
     ],
 };
-
-/// Rejects addresses an i386 kernel cannot have: virtual addresses are 32
-/// bits, and the walkers would otherwise ignore the high bits and wrap.
-#[inline(always)]
-pub fn check_32bit(va: u64) -> Result<(), Fault> {
-    if va >> 32 == 0 {
-        Ok(())
-    } else {
-        Err(above_4g())
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn above_4g() -> Fault {
-    Fault::OutOfRange("i386 virtual addresses are 32-bit; this one lies at or above 4 GiB".into())
-}
 
 /// True for an i386 kernel image (`_kvm_probe_elf_kernel(kd, ELFCLASS32,
 /// EM_386)`).
@@ -268,7 +251,7 @@ fn hex_list(v: &[u64]) -> String {
 
 /// The root the variable at physical `pa` names, if it is self-consistent.
 fn check(core: &ElfCore, image: &Image, pae: bool, var: u64, pa: u64) -> Option<Paging> {
-    check_32bit(var).ok()?;
+    check_32bit(var, "i386").ok()?;
     let root = u64::from(read32(core, image, pa)?);
     // The PDPT is 32-byte aligned (the CPU ignores CR3 bits 0-4 under PAE);
     // a page directory is a page.
@@ -318,7 +301,7 @@ impl Mmu for I386Elf {
         va: u64,
         trace: &mut impl FnMut(Step),
     ) -> Result<Mapping, Fault> {
-        check_32bit(va)?;
+        check_32bit(va, "i386")?;
         self.mmu.translate(image, &self.core, va, trace)
     }
 

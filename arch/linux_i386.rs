@@ -12,12 +12,12 @@
 //! `CONFIG_X86_PAE=y` for PAE kernels and has no KERNELOFFSET: the KASLR
 //! offset is `_stext`'s move when a kernel file gives it (src/linux.rs).
 
-use super::i386::{check_32bit, entry_prot, native, NOPAE, PAE};
+use super::i386::{entry_prot, native, NOPAE, PAE};
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
 use crate::linux::{LinuxCore, Mem};
 use crate::space::{Mmu, Paged};
-use crate::pagetable::{Mapping, Root, Step};
+use crate::pagetable::{check_32bit, Mapping, Root, Step};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::walk::{linux_page, DirectMap, Page};
@@ -104,7 +104,7 @@ impl<M: PhysMem> LinuxI386<M> {
         va: u64,
         trace: &mut impl FnMut(Step),
     ) -> Result<Mapping, Fault> {
-        check_32bit(va)?;
+        check_32bit(va, "i386")?;
         let root = Root::Phys(self.root);
         if self.pae {
             PAE.translate_traced(image, &self.mem, root, va, trace)

@@ -15,7 +15,7 @@ use super::amd64::{
 };
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::minidump::{Order, Minidump, Sizes};
+use crate::minidump::{header_page, Order, Minidump, Sizes};
 use crate::pagetable::{Bits, Format, Frame, Mapping, Root, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
@@ -99,16 +99,7 @@ fn field64(h: &[u8], off: usize) -> u64 {
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let bad = |m: String| Error::BadCore(format!("amd64 minidump: {m}"));
-    if s.core.len() < PAGE_SIZE {
-        return Err(bad(format!(
-            "{} bytes is too short for the header page",
-            s.core.len()
-        )));
-    }
-    let h: [u8; size_of::<MinidumpHdr>()] = s
-        .core
-        .header(0)
-        .ok_or_else(|| bad("the header page cannot be read".into()))?;
+    let h: [u8; size_of::<MinidumpHdr>()] = header_page(s.core).map_err(bad)?;
     let h = &h[..];
     let version = field32(h, offset_of!(MinidumpHdr, version));
     if !(1..=3).contains(&version) {

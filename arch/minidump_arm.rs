@@ -15,13 +15,13 @@
 //! `kvm_kerndisp` is 0, as in FreeBSD.
 
 use super::arm::{
-    check_32bit, is_arm_kernel, native, LARGE_PAGE, L2_S_FRAME, L2_S_PROT_W, PAGE_SIZE,
+    is_arm_kernel, native, LARGE_PAGE, L2_S_FRAME, L2_S_PROT_W, PAGE_SIZE,
     PTE2_NX, PTE2_RO, TYPE_MASK,
 };
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::minidump::{Minidump, Order, Sizes};
-use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root, Step, WideFormat};
+use crate::minidump::{header_page, Minidump, Order, Sizes};
+use crate::pagetable::{check_32bit, Bits, Format, Frame, Level, Mapping, Root, Step, WideFormat};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
@@ -153,16 +153,7 @@ fn field(h: &[u8], off: usize) -> u64 {
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let bad = |m: String| Error::BadCore(format!("arm minidump: {m}"));
-    if s.core.len() < PAGE_SIZE {
-        return Err(bad(format!(
-            "{} bytes is too short for the header page",
-            s.core.len()
-        )));
-    }
-    let h: [u8; size_of::<MinidumpHdr>()] = s
-        .core
-        .header(0)
-        .ok_or_else(|| bad("the header page cannot be read".into()))?;
+    let h: [u8; size_of::<MinidumpHdr>()] = header_page(s.core).map_err(bad)?;
     let h = &h[..];
     let version = field(h, offset_of!(MinidumpHdr, version));
     if !(1..=2).contains(&version) {
@@ -246,7 +237,7 @@ impl Mmu for ArmMinidump {
         va: u64,
         trace: &mut impl FnMut(Step),
     ) -> Result<Mapping, Fault> {
-        check_32bit(va)?;
+        check_32bit(va, "arm")?;
         if va < self.kernbase {
             return Err(below_kernbase(self.kernbase));
         }

@@ -11,12 +11,12 @@
 //! `kernbase` can be read. `kvm_kerndisp` is 0, as in FreeBSD.
 
 use super::i386::{
-    check_32bit, entry_prot, is_i386_kernel, native, PAGE_SIZE, PG_FRAME, PTE_NOPAE, PTE_PAE,
+    entry_prot, is_i386_kernel, native, PAGE_SIZE, PG_FRAME, PTE_NOPAE, PTE_PAE,
 };
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::minidump::{Order, Minidump, Sizes};
-use crate::pagetable::{Bits, Format, Frame, Mapping, Root, Step};
+use crate::minidump::{header_page, Order, Minidump, Sizes};
+use crate::pagetable::{check_32bit, Bits, Format, Frame, Mapping, Root, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
 use crate::walk::{DirectMap, Page};
@@ -95,16 +95,7 @@ fn field(h: &[u8], off: usize) -> u64 {
 
 fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     let bad = |m: String| Error::BadCore(format!("i386 minidump: {m}"));
-    if s.core.len() < PAGE_SIZE {
-        return Err(bad(format!(
-            "{} bytes is too short for the header page",
-            s.core.len()
-        )));
-    }
-    let h: [u8; size_of::<MinidumpHdr>()] = s
-        .core
-        .header(0)
-        .ok_or_else(|| bad("the header page cannot be read".into()))?;
+    let h: [u8; size_of::<MinidumpHdr>()] = header_page(s.core).map_err(bad)?;
     let h = &h[..];
     let version = field(h, offset_of!(MinidumpHdr, version));
     if !(1..=2).contains(&version) {
@@ -157,7 +148,7 @@ impl Mmu for I386Minidump {
         va: u64,
         trace: &mut impl FnMut(Step),
     ) -> Result<Mapping, Fault> {
-        check_32bit(va)?;
+        check_32bit(va, "i386")?;
         if va < self.kernbase {
             return Err(below_kernbase(self.kernbase));
         }

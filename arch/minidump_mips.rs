@@ -37,8 +37,8 @@
 
 use crate::error::{Error, Fault, Result};
 use crate::image::{uint, Image};
-use crate::minidump::{Minidump, Order, Sizes};
-use crate::pagetable::{Bits, Format, Frame, Level, Mapping, Root, Step};
+use crate::minidump::{header_page, Minidump, Order, Sizes};
+use crate::pagetable::{check_32bit, Bits, Format, Frame, Level, Mapping, Root, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
 use crate::walk::{prot, DirectMap, Page};
@@ -268,16 +268,7 @@ fn initvtop<const ELF64: bool, const PTE64: bool, const BE: bool>(
 ) -> Result<Box<dyn Translator>> {
     let name = Abi::<ELF64, PTE64, BE>::NAME;
     let bad = |m: String| Error::BadCore(format!("{name}: {m}"));
-    if s.core.len() < PAGE_SIZE {
-        return Err(bad(format!(
-            "{} bytes is too short for the header page",
-            s.core.len()
-        )));
-    }
-    let h: [u8; size_of::<MinidumpHdr>()] = s
-        .core
-        .header(0)
-        .ok_or_else(|| bad("the header page cannot be read".into()))?;
+    let h: [u8; size_of::<MinidumpHdr>()] = header_page(s.core).map_err(bad)?;
     let field = |off: usize, len: usize| uint(&h[off..off + len], BE);
     let version = field(offset_of!(MinidumpHdr, version), 4);
     if !(1..=2).contains(&version) {
@@ -357,8 +348,8 @@ impl<const ELF64: bool, const PTE64: bool, const BE: bool> Mmu for MipsMinidump<
         va: u64,
         trace: &mut impl FnMut(Step),
     ) -> Result<Mapping, Fault> {
-        if !ELF64 && va >> 32 != 0 {
-            return Err(above_4g());
+        if !ELF64 {
+            check_32bit(va, "a 32-bit mips kernel's")?;
         }
         let segment = Abi::<ELF64, PTE64, BE>::SEGMENTS
             .iter()
@@ -384,15 +375,6 @@ impl<const ELF64: bool, const PTE64: bool, const BE: bool> Mmu for MipsMinidump<
         self.mem
             .walk_pages(image, format, self.map, &direct, entry_prot::<PTE64>, f)
     }
-}
-
-#[cold]
-#[inline(never)]
-fn above_4g() -> Fault {
-    Fault::OutOfRange(
-        "a 32-bit mips kernel's virtual addresses are 32-bit; this one lies at or above 4 GiB"
-            .into(),
-    )
 }
 
 #[cold]

@@ -237,6 +237,21 @@ impl DmapHeader {
     }
 }
 
+/// The first `N` bytes of a minidump's header page, after checking that
+/// the file holds the whole 4 KiB page (every writer pads its header to
+/// one); the error says what is wrong, for the caller to prefix.
+pub fn header_page<const N: usize>(image: &Image) -> std::result::Result<[u8; N], String> {
+    if image.len() < 4096 {
+        return Err(format!(
+            "{} bytes is too short for the header page",
+            image.len()
+        ));
+    }
+    image
+        .header(0)
+        .ok_or_else(|| "the header page cannot be read".into())
+}
+
 /// Rounds `x` up to a multiple of `page` (a power of two); `None` on overflow.
 pub fn round_page(x: u64, page: u64) -> Option<u64> {
     Some(x.checked_add(page - 1)? & !(page - 1))

@@ -10,6 +10,25 @@ use crate::error::Fault;
 use crate::image::{uint, Image};
 use crate::physmem::{PhysMem, Span};
 
+/// `va` as an address of a 32-bit kernel (i386, arm, 32-bit mips), or
+/// why it cannot be one; `kernel` names it in the message.
+#[inline(always)]
+pub fn check_32bit(va: u64, kernel: &'static str) -> Result<(), Fault> {
+    if va >> 32 == 0 {
+        Ok(())
+    } else {
+        Err(above_4g(kernel))
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn above_4g(kernel: &'static str) -> Fault {
+    Fault::OutOfRange(format!(
+        "{kernel} virtual addresses are 32-bit; this one lies at or above 4 GiB"
+    ))
+}
+
 /// A test on an entry: `(entry & mask == value) != negate`, and, when
 /// `any` is not 0, at least one of the `any` bits set (riscv: a valid leaf
 /// has V and one of R, W, X).
