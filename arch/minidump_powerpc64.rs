@@ -276,6 +276,29 @@ struct Pte {
 impl Ppc64Minidump {
     /// Entry `ptex` of the HPT (checked to lie in the file at open).
     #[inline(always)]
+    /// Reports entry `ptex` of the table to a page walk if it maps a
+    /// kernel page (valid, a kernel VSID, a 256 MiB segment); returns
+    /// what `f` says (true for an entry it is not given).
+    fn visit(&self, pte: Pte, ptex: u64, f: &mut dyn FnMut(&Page) -> bool) -> bool {
+        let vsid = (pte.hi & AVA_VSID_MASK) >> 12;
+        if pte.hi & LPTE_VALID == 0 || vsid & KERNEL_VSID_BIT == 0 || pte.hi & LPTE_B_MASK != 0 {
+            return true;
+        }
+        let (pa, len) = if pte.hi & LPTE_BIG != 0 {
+            (pte.lo & LP_PA_MASK, 1 << LP_SHIFT)
+        } else {
+            (pte.lo & PA_MASK, 1 << PAGE_SHIFT)
+        };
+        f(&Page {
+            paddr: pa,
+            kmap_vaddr: self.ea_of(pte, ptex),
+            dmap_vaddr: self.dmap.va_of(pa),
+            prot: entry_prot(pte.lo),
+            offset: self.mem.locate(pa).map(|s| s.off),
+            len,
+        })
+    }
+
     fn pte(&self, image: &Image, ptex: u64) -> Option<Pte> {
         let b: [u8; 16] = image.array(self.hpt_off + ptex * 16)?;
         Some(Pte {
@@ -435,35 +458,24 @@ impl Mmu for Ppc64Minidump {
     /// (`ppc64mmu_hpt_walk_pages`): its effective address, its page
     /// (4 KiB or 16 MiB) and its direct-map address.
     fn walk_pages(&self, image: &Image, f: &mut dyn FnMut(&Page) -> bool) -> Result<bool> {
-        for ptex in 0..(self.hmask + 1) * 8 {
-            let Some(pte) = self.pte(image, ptex) else {
-                break;
-            };
-            let vsid = (pte.hi & AVA_VSID_MASK) >> 12;
-            if pte.hi & LPTE_VALID == 0
-                || vsid & KERNEL_VSID_BIT == 0
-                || pte.hi & LPTE_B_MASK != 0
-            {
-                continue;
+        // The table read 4 KiB at a time (one pread each when the core is
+        // not mapped), its entries in order.
+        let (mut ptex, mut going) = (0u64, true);
+        let size = (self.hmask + 1) * 8 * 16;
+        image.for_each_piece(self.hpt_off, size, 4096, |piece| {
+            for b in piece.chunks_exact(16) {
+                if !going {
+                    return;
+                }
+                let pte = Pte {
+                    hi: uint(&b[..8], self.hpt_be),
+                    lo: uint(&b[8..], self.hpt_be),
+                };
+                going = self.visit(pte, ptex, f);
+                ptex += 1;
             }
-            let (pa, len) = if pte.hi & LPTE_BIG != 0 {
-                (pte.lo & LP_PA_MASK, 1 << LP_SHIFT)
-            } else {
-                (pte.lo & PA_MASK, 1 << PAGE_SHIFT)
-            };
-            let page = Page {
-                paddr: pa,
-                kmap_vaddr: self.ea_of(pte, ptex),
-                dmap_vaddr: self.dmap.va_of(pa),
-                prot: entry_prot(pte.lo),
-                offset: self.mem.locate(pa).map(|s| s.off),
-                len,
-            };
-            if !f(&page) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        });
+        Ok(going)
     }
 
     fn kerndisp(&self) -> i64 {
