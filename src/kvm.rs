@@ -703,10 +703,10 @@ impl Kvm {
         let d = self.dpcpu()?;
         match d.off.get(cpu as usize) {
             None => Err(Error::InvalidArgument(
-                "kvm_dpcpu_setcpu: CPU number is mp_maxcpus or more",
+                "the CPU number is mp_maxcpus or more",
             )),
             Some(0) => Err(Error::InvalidArgument(
-                "kvm_dpcpu_setcpu: that CPU has no per-CPU area (dpcpu_off is 0)",
+                "that CPU has no per-CPU area (its dpcpu_off is 0)",
             )),
             Some(_) => {
                 self.percpu.cpu.store(cpu, Ordering::Relaxed);

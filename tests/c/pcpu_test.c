@@ -82,7 +82,9 @@ main(int argc, char **argv)
 	nl[1].n_name = "vnet_word";
 	for (cpu = 0; cpu < maxcpu; cpu++) {
 		if (kvm_dpcpu_setcpu(kd, cpu) != 0) {
-			if (strstr(kvm_geterr(kd), "kvm_dpcpu_setcpu") == NULL)
+			if (strncmp(kvm_geterr(kd), "kvm_dpcpu_setcpu: ",
+			    18) != 0 ||
+			    strstr(kvm_geterr(kd), "dpcpu_off is 0") == NULL)
 				fail("kvm_dpcpu_setcpu's error", kd);
 			printf("dpcpu %d refused\n", cpu);
 			continue;
