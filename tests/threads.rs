@@ -81,3 +81,49 @@ fn riscv_pcbs() {
     let core = s.file("mini", &m.minidump(2).bytes);
     check("riscv", &kernel, &core, &procs, "riscv:rv64");
 }
+
+/// The thread list of 32-bit and big-endian kernels: arm, mips (o32 and
+/// n64, both byte orders), powerpc64 (both byte orders) and powerpc, read
+/// in the kernel's word size and byte order (the `stopped_cpus` set is an
+/// array of the kernel's `long`s). Their registers are not decoded: the
+/// error says so.
+#[test]
+fn thread_lists_of_32_bit_and_big_endian_kernels() {
+    use fixture::arm::{Arm, Pmap};
+    use fixture::mips::{Flavour, Mips};
+    use fixture::powerpc::{Config, Ppc64Machine, VirtMachine};
+    let mut cases: Vec<(String, Vec<u8>, Vec<u8>, Procs)> = Vec::new();
+    let mut arm = Arm::new(Pmap::V6);
+    let p = arm.add_threads();
+    cases.push(("arm".into(), arm.kernel(), arm.minidump(2).bytes, p));
+    for f in Flavour::FOUR {
+        let mut m = Mips::new(f);
+        let p = m.add_threads();
+        cases.push((f.backend().into(), m.kernel(), m.minidump(2).bytes, p));
+    }
+    for big_endian in [true, false] {
+        let mut m = Ppc64Machine::new(Config {
+            big_endian,
+            phyp: false,
+            relocated: false,
+            ptegs_log2: 11,
+        });
+        let p = m.add_threads();
+        let name = format!("powerpc64 be={big_endian}");
+        cases.push((name, m.kernel(), m.minidump(2).bytes, p));
+    }
+    let mut ppc = VirtMachine::new(false, true);
+    let p = ppc.add_threads();
+    cases.push(("powerpc".into(), ppc.kernel(), ppc.elf_dump(false), p));
+    for (name, kernel, core, procs) in cases {
+        let s = Scratch::new("threads-other");
+        let kvm = Kvm::open(s.file("kernel", &kernel), s.file("core", &core))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let threads = kvm.threads().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(threads, procs.expected_threads(), "{name}");
+        assert!(threads.iter().any(|t| t.crashed), "{name}");
+        assert_eq!(kvm.register_arch(), None, "{name}");
+        let e = kvm.registers(&threads[0]).unwrap_err().to_string();
+        assert!(e.contains("registers"), "{name}: {e}");
+    }
+}
