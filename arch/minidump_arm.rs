@@ -20,7 +20,7 @@ use super::arm::{
 };
 use crate::error::{Error, Fault, Result};
 use crate::image::Image;
-use crate::minidump::{header_page, Minidump, Order, Sizes};
+use crate::minidump::{header_page, map_fits, Minidump, Order, Sizes};
 use crate::pagetable::{check_32bit, Bits, Format, Frame, Level, Mapping, Root, Step, WideFormat};
 use crate::physmem::PhysMem;
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
@@ -201,18 +201,13 @@ fn initvtop(s: &Setup<'_>) -> Result<Box<dyn Translator>> {
     };
     let within = |e: Error| e.within("arm minidump");
     let (layout, map_off) = sizes.layout(s.core, "PTE section").map_err(within)?;
-    // 4 KiB a 4-byte entry, from kernbase: within the 32-bit space.
+    // A 4-byte entry for each 4 KiB page from kernbase.
     let entries = ptesize / 4;
-    if entries > (1 << 20) - (kernbase >> 12) {
-        return Err(Error::BadCore(format!(
-            "arm minidump: the PTE section's {entries} entries from kernbase {kernbase:#x} run \
-             past the top of the 32-bit address space"
-        )));
-    }
+    map_fits(kernbase, entries, 12, 32).map_err(bad)?;
     let mem = Minidump::new(s.core, layout).map_err(within)?;
     let map = Root::File {
         off: map_off,
-        count: ptesize / 4,
+        count: entries,
         base: kernbase,
     };
     Ok(Paged::boxed(ArmMinidump {

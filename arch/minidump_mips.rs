@@ -37,7 +37,7 @@
 
 use crate::error::{Error, Fault, Result};
 use crate::image::{uint, Image};
-use crate::minidump::{header_page, Minidump, Order, Sizes};
+use crate::minidump::{header_page, map_fits, Minidump, Order, Sizes};
 use crate::pagetable::{check_32bit, Bits, Format, Frame, Level, Mapping, Root, Step};
 use crate::registry::{Backend, Probe, Setup, Translator, BACKENDS};
 use crate::space::{Mmu, Paged};
@@ -308,18 +308,11 @@ fn initvtop<const ELF64: bool, const PTE64: bool, const BE: bool>(
     let (layout, map_off) = sizes
         .layout(s.core, "PTE section")
         .map_err(|e| e.within(name))?;
-    let top = if ELF64 { u64::MAX } else { u64::from(u32::MAX) };
     let entries = ptesize / Abi::<ELF64, PTE64, BE>::PTE_SIZE;
     if kernbase % PAGE_SIZE != 0 {
         return Err(bad(format!("kernbase {kernbase:#x} is not page-aligned")));
     }
-    if kernbase > top || (top - kernbase) >> PAGE_SHIFT < entries.saturating_sub(1) {
-        return Err(bad(format!(
-            "the PTE section's {entries} entries from kernbase {kernbase:#x} run past the top \
-             of the {}-bit address space",
-            if ELF64 { 64 } else { 32 }
-        )));
-    }
+    map_fits(kernbase, entries, PAGE_SHIFT, if ELF64 { 64 } else { 32 }).map_err(bad)?;
     let mem = Minidump::new(s.core, layout).map_err(|e| e.within(name))?;
     Ok(Paged::boxed(MipsMinidump::<ELF64, PTE64, BE> {
         mem,

@@ -252,6 +252,26 @@ pub fn header_page<const N: usize>(image: &Image) -> std::result::Result<[u8; N]
         .ok_or_else(|| "the header page cannot be read".into())
 }
 
+/// Checks that a page map of `entries` entries, one for each page of
+/// `1 << page_shift` bytes from `kernbase`, ends within a `bits`-bit
+/// address space: its last page starts at or below the top (a map that
+/// does not would make walks report addresses no read can translate).
+pub fn map_fits(
+    kernbase: u64,
+    entries: u64,
+    page_shift: u32,
+    bits: u32,
+) -> std::result::Result<(), String> {
+    let top = u64::MAX >> (64 - bits);
+    if kernbase > top || (top - kernbase) >> page_shift < entries.saturating_sub(1) {
+        return Err(format!(
+            "the PTE section's {entries} entries from kernbase {kernbase:#x} run past the top \
+             of the {bits}-bit address space"
+        ));
+    }
+    Ok(())
+}
+
 /// Rounds `x` up to a multiple of `page` (a power of two); `None` on overflow.
 pub fn round_page(x: u64, page: u64) -> Option<u64> {
     Some(x.checked_add(page - 1)? & !(page - 1))
