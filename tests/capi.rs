@@ -5,7 +5,7 @@
 
 mod fixture;
 use fixture::amd64::*;
-use fixture::c::{compile, hex, root, run_capi_test, target_dir};
+use fixture::c::{compile, hex, root, run_capi_test, target_dir, walk_lines};
 use fixture::{Fill, Miss, Scratch};
 use std::fmt::Write as _;
 use std::process::Command;
@@ -75,20 +75,10 @@ fn expectations(m: &Amd64, d: &Dump) -> String {
     )
     .unwrap();
     let pages = m.expected_pages(d);
-    writeln!(e, "walkcount {}", pages.len()).unwrap();
     let mut picks = vec![0, pages.len() / 2, pages.len() - 1];
     picks.extend(pages.iter().position(|p| p.offset.is_none()));
     picks.extend(pages.iter().position(|p| p.kmap_vaddr == 0));
-    for i in picks {
-        let p = &pages[i];
-        let off = p.offset.map_or("-1".to_string(), |o| o.to_string());
-        writeln!(
-            e,
-            "walkpage {i} {:x} {:x} {:x} {} {off} {}",
-            p.paddr, p.kmap_vaddr, p.dmap_vaddr, p.prot, p.len
-        )
-        .unwrap();
-    }
+    e += &walk_lines(&pages, &picks);
     writeln!(e, "resolve version {:x}", va::STRADDLE).unwrap();
     writeln!(e, "resolve KPML4phys {:x}", va::KPML4PHYS).unwrap();
     writeln!(e, "resolve kernbase {KERNBASE:x}").unwrap();

@@ -3,7 +3,7 @@
 //! fixture model: reads, must-fail reads, page walks and bad headers.
 
 mod fixture;
-use fixture::c::{hex, run_capi_test};
+use fixture::c::{hex, run_capi_test, walk_ends};
 use fixture::dmap::{off, DmapArch, DmapMachine, Dump, ARM64_16K, ARM64_4K, MMIO, RISCV, VERSION};
 use fixture::{Fill, Scratch};
 use kvm::Kvm;
@@ -170,17 +170,7 @@ fn c_abi() {
         let bad = arch.kernbase + off::VM + 12 * arch.page_size();
         writeln!(e, "fail {bad:x} 8 ({bad:#x}): mapped to physical").unwrap();
         let pages = m.expected_pages(&d);
-        writeln!(e, "walkcount {}", pages.len()).unwrap();
-        for i in [0, pages.len() / 2, pages.len() - 1] {
-            let p = &pages[i];
-            let o = p.offset.map_or("-1".into(), |o| o.to_string());
-            writeln!(
-                e,
-                "walkpage {i} {:x} {:x} {:x} {} {o} {}",
-                p.paddr, p.kmap_vaddr, p.dmap_vaddr, p.prot, p.len
-            )
-            .unwrap();
-        }
+        e += &walk_ends(&pages);
         writeln!(e, "resolve version {version_va:x}").unwrap();
         run_capi_test(&kernel, &core, &e);
     }

@@ -5,7 +5,7 @@
 //! bad headers.
 
 mod fixture;
-use fixture::c::{hex, run_capi_test};
+use fixture::c::{hex, run_capi_test, walk_ends};
 use fixture::powerpc::{
     virt, Config, Ppc64Machine, VirtMachine, COLLIDE, DATA, DATA_AREA, DMAP_BASE, KDATA_FREE, KVA,
     LOAD, MMIO, TEXT, VERSION, VM,
@@ -211,17 +211,7 @@ fn minidump_c_abi() {
     let bad = VM + 12 * PAGE;
     writeln!(e, "fail {bad:x} 8 ({bad:#x}): mapped to physical").unwrap();
     let pages = m.expected_pages(&d);
-    writeln!(e, "walkcount {}", pages.len()).unwrap();
-    for i in [0, pages.len() / 2, pages.len() - 1] {
-        let p = &pages[i];
-        let o = p.offset.map_or("-1".into(), |o| o.to_string());
-        writeln!(
-            e,
-            "walkpage {i} {:x} {:x} {:x} {} {o} {}",
-            p.paddr, p.kmap_vaddr, p.dmap_vaddr, p.prot, p.len
-        )
-        .unwrap();
-    }
+    e += &walk_ends(&pages);
     writeln!(e, "resolve version {DATA:x}").unwrap();
     run_capi_test(&kernel, &core, &e);
 }
@@ -375,17 +365,7 @@ fn elf_c_abi() {
     )
     .unwrap();
     let pages = m.expected_pages();
-    writeln!(e, "walkcount {}", pages.len()).unwrap();
-    for i in [0, pages.len() / 2, pages.len() - 1] {
-        let p = &pages[i];
-        let o = p.offset.map_or("-1".into(), |o| o.to_string());
-        writeln!(
-            e,
-            "walkpage {i} {:x} {:x} {:x} {} {o} {}",
-            p.paddr, p.kmap_vaddr, p.dmap_vaddr, p.prot, p.len
-        )
-        .unwrap();
-    }
+    e += &walk_ends(&pages);
     writeln!(e, "resolve version {DATA:x}").unwrap();
     run_capi_test(&kernel, &core, &e);
 }
