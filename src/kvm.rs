@@ -48,6 +48,16 @@ pub struct Kvm {
     percpu: PerCpuState,
 }
 
+/// The value in `cell`, read by `read` the first time it succeeds (a
+/// failure is not kept: the next call reads again).
+fn read_once<T>(cell: &OnceLock<T>, read: impl FnOnce() -> Result<T>) -> Result<&T> {
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let v = read()?;
+    Ok(cell.get_or_init(|| v))
+}
+
 /// What [`Kvm`]'s per-CPU and VNET calls read once, and the CPU
 /// `pcpu_entry_*` symbols are relocated to (`kvm_dpcpu_setcpu`).
 #[derive(Default)]
@@ -644,29 +654,23 @@ impl Kvm {
 
     /// `cpuid_to_pcpu`, `mp_maxcpus` and `mp_ncpus`, read once.
     fn pcpu_tables(&self) -> Result<&crate::pcpu::Pcpu> {
-        if let Some(p) = self.percpu.pcpu.get() {
-            return Ok(p);
-        }
-        let p = crate::pcpu::pcpu(&self.freebsd_words()?)?;
-        Ok(self.percpu.pcpu.get_or_init(|| p))
+        read_once(&self.percpu.pcpu, || {
+            crate::pcpu::pcpu(&self.freebsd_words()?)
+        })
     }
 
     /// The dynamic per-CPU area, read once.
     fn dpcpu(&self) -> Result<&crate::pcpu::Dpcpu> {
-        if let Some(d) = self.percpu.dpcpu.get() {
-            return Ok(d);
-        }
-        let d = crate::pcpu::dpcpu(&self.freebsd_words()?)?;
-        Ok(self.percpu.dpcpu.get_or_init(|| d))
+        read_once(&self.percpu.dpcpu, || {
+            crate::pcpu::dpcpu(&self.freebsd_words()?)
+        })
     }
 
     /// `vnet0`'s data, read once.
     fn vnet(&self) -> Result<&crate::pcpu::Vnet> {
-        if let Some(v) = self.percpu.vnet.get() {
-            return Ok(v);
-        }
-        let v = crate::pcpu::vnet(&self.freebsd_words()?, self.kerndisp())?;
-        Ok(self.percpu.vnet.get_or_init(|| v))
+        read_once(&self.percpu.vnet, || {
+            crate::pcpu::vnet(&self.freebsd_words()?, self.kerndisp())
+        })
     }
 
     /// The kernel's `mp_maxcpus`: how many CPU slots its per-CPU tables
