@@ -7,8 +7,8 @@
 mod fixture;
 use fixture::arm::*;
 use fixture::c::{hex, run_capi_test};
-use fixture::{Miss, Rng, Scratch, PAGE};
-use kvm::{Error, Fault, Kvm};
+use fixture::{open, open_err, Miss, Rng, Scratch, PAGE};
+use kvm::{Fault, Kvm};
 use std::fmt::Write as _;
 
 /// Regions worth reading: (start, length).
@@ -63,10 +63,6 @@ fn check_all(kvm: &Kvm, m: &Arm, d: &Dump) {
         check(kvm, m, d, va, len);
     }
     fixture::random_reads(&regions(), 2000, |va, len| check(kvm, m, d, va, len));
-}
-
-fn open(s: &Scratch, kernel: &[u8], core: &[u8]) -> Result<Kvm, Error> {
-    Kvm::open(s.file("kernel", kernel), s.file("core", core))
 }
 
 /// Both formats, the kernel loaded at `kernphys`, with and without
@@ -268,19 +264,6 @@ fn error_messages() {
                 msg(0x1000),
                 "invalid address (0x1000): not mapped: L1 entry 0 is not valid (0x0)"
             );
-        }
-    }
-}
-
-/// Open must fail with a message containing every part of `want`.
-fn open_err(s: &Scratch, kernel: &[u8], core: &[u8], want: &[&str]) {
-    match open(s, kernel, core) {
-        Ok(kvm) => panic!("opened ({}) but expected: {want:?}", kvm.backend()),
-        Err(e) => {
-            let e = e.to_string();
-            for w in want {
-                assert!(e.contains(w), "error {e:?} lacks {w:?}");
-            }
         }
     }
 }

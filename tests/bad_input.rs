@@ -13,12 +13,7 @@ fn machine() -> Amd64 {
 
 /// Opening must fail with a message containing `want`.
 fn open_err(s: &Scratch, kernel: &[u8], core: &[u8], want: &str) {
-    let k = s.file("kernel", kernel);
-    let c = s.file("core", core);
-    match Kvm::open(k, c) {
-        Ok(kvm) => panic!("opened ({}) but expected: {want}", kvm.backend()),
-        Err(e) => assert!(e.to_string().contains(want), "error {e:?} lacks {want:?}"),
-    }
+    fixture::open_err(s, kernel, core, &[want]);
 }
 
 fn put32(b: &mut [u8], off: usize, v: u32) {

@@ -5,7 +5,7 @@
 mod fixture;
 use fixture::c::{hex, run_capi_test};
 use fixture::i386::*;
-use fixture::{Miss, Rng, Scratch, PAGE};
+use fixture::{open, open_err, Miss, Rng, Scratch, PAGE};
 use kvm::{Error, Kvm, Symbol};
 use std::fmt::Write as _;
 
@@ -64,10 +64,6 @@ fn check_all(kvm: &Kvm, m: &I386, d: &Dump) {
         check(kvm, m, d, va, len);
     }
     fixture::random_reads(&regions(m), 3000, |va, len| check(kvm, m, d, va, len));
-}
-
-fn open(s: &Scratch, kernel: &[u8], core: &[u8]) -> Result<Kvm, Error> {
-    Kvm::open(s.file("kernel", kernel), s.file("core", core))
 }
 
 fn full_dump(mode: Mode, era: Era) {
@@ -253,19 +249,6 @@ fn pae_mode_decides() {
         let kvm = Kvm::open(&k, s.file("flipped", &d.bytes)).unwrap();
         kvm.read_exact(m.va.version, &mut [0u8; 16]).unwrap();
         assert!(kvm.translate(m.va.klast).is_err(), "decoy chosen");
-    }
-}
-
-/// Open must fail with a message containing every part of `want`.
-fn open_err(s: &Scratch, kernel: &[u8], core: &[u8], want: &[&str]) {
-    match open(s, kernel, core) {
-        Ok(kvm) => panic!("opened ({}) but expected: {want:?}", kvm.backend()),
-        Err(e) => {
-            let e = e.to_string();
-            for w in want {
-                assert!(e.contains(w), "error {e:?} lacks {w:?}");
-            }
-        }
     }
 }
 

@@ -6,13 +6,9 @@
 mod fixture;
 use fixture::c::{hex, run_capi_test};
 use fixture::mips::*;
-use fixture::{Miss, Rng, Scratch, PAGE};
+use fixture::{open, open_err, Miss, Rng, Scratch, PAGE};
 use kvm::{Error, Fault, Kvm};
 use std::fmt::Write as _;
-
-fn open(s: &Scratch, kernel: &[u8], core: &[u8]) -> Result<Kvm, Error> {
-    Kvm::open(s.file("kernel", kernel), s.file("core", core))
-}
 
 /// Regions worth reading: (start, length).
 fn regions(m: &Mips) -> Vec<(u64, u64)> {
@@ -334,19 +330,6 @@ fn native_host() -> Option<Flavour> {
         Some(Flavour::new(abi, be))
     } else {
         None
-    }
-}
-
-/// Open must fail with a message containing every part of `want`.
-fn open_err(s: &Scratch, kernel: &[u8], core: &[u8], want: &[&str]) {
-    match open(s, kernel, core) {
-        Ok(kvm) => panic!("opened ({}) but expected: {want:?}", kvm.backend()),
-        Err(e) => {
-            let e = e.to_string();
-            for w in want {
-                assert!(e.contains(w), "error {e:?} lacks {w:?}");
-            }
-        }
     }
 }
 
