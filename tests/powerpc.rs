@@ -228,11 +228,7 @@ fn elf_reads_match_model() {
     for (is_64, be, name) in ELF_KINDS {
         let m = VirtMachine::new(is_64, be);
         let s = Scratch::new("ppc-elf");
-        let kvm = Kvm::open(
-            s.file("kernel", &m.kernel()),
-            s.file("core", &m.elf_dump(false)),
-        )
-        .unwrap();
+        let kvm = fixture::open(&s, &m.kernel(), &m.elf_dump(false)).unwrap();
         assert_eq!(kvm.backend(), name);
         assert_eq!(kvm.kerndisp(), 0, "{name}");
         let native = if is_64 {
@@ -274,11 +270,7 @@ fn elf_walk_pages_match_model() {
     for (is_64, be, name) in ELF_KINDS {
         let m = VirtMachine::new(is_64, be);
         let s = Scratch::new("ppc-elf-walk");
-        let kvm = Kvm::open(
-            s.file("kernel", &m.kernel()),
-            s.file("core", &m.elf_dump(false)),
-        )
-        .unwrap();
+        let kvm = fixture::open(&s, &m.kernel(), &m.elf_dump(false)).unwrap();
         fixture::assert_walk(&kvm, &m.expected_pages(), name);
     }
 }
@@ -299,7 +291,7 @@ fn elf_kerneldumpheader_is_skipped() {
         core[20..20 + arch.len()].copy_from_slice(arch.as_bytes());
         core.extend_from_slice(&m.elf_dump(false));
         let s = Scratch::new("ppc-elf-kdh");
-        let kvm = Kvm::open(s.file("kernel", &m.kernel()), s.file("core", &core)).unwrap();
+        let kvm = fixture::open(&s, &m.kernel(), &core).unwrap();
         assert_eq!(kvm.backend(), name);
         let mut v = vec![0u8; VERSION.len()];
         kvm.read(DATA, &mut v).unwrap();
